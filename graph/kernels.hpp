@@ -1,0 +1,38 @@
+#pragma once
+// The numeric kernels every model node is made of. Plain functions on raw row-major buffers.
+//
+// Dimension letters used in comments across the project:
+//   B batch, T query positions, S key positions, D d_model, H query heads, G key/value heads,
+//   E d_head, F d_mlp, V vocab, N flattened rows (B*T).
+#include <cstdint>
+
+namespace pathpatch::kernels {
+
+// Threads used by the BLAS (OpenBLAS). The engine's own loops are single-threaded.
+void set_threads(int n);
+int threads();
+
+// C[M,N] = op(A)[M,K] * op(B)[K,N] + beta * C. The one call site of SGEMM in the project: every
+// matmul of every model goes through here, over all rows (batch x positions) at once.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+inline double gemm_flops(int64_t m, int64_t n, int64_t k) { return 2.0 * m * n * k; }
+
+// y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b, for each of `rows` rows of length `dim`.
+void layer_norm(const float* x, int64_t rows, int64_t dim, const float* w, const float* b, float eps,
+                float* y);
+// y[r, :] = x[r, :] / sqrt(mean(x^2) + eps) * w
+void rms_norm(const float* x, int64_t rows, int64_t dim, const float* w, float eps, float* y);
+
+void gelu_tanh(float* x, int64_t n);                 // GPT-2's gelu_new, in place
+void silu(float* x, int64_t n);                      // x * sigmoid(x), in place
+void mul(const float* a, const float* b, int64_t n, float* out);
+void add(const float* a, const float* b, int64_t n, float* out);
+void add_inplace(float* y, const float* x, int64_t n);
+void add_row_bias(float* y, int64_t rows, int64_t cols, int64_t ldy, const float* bias);
+
+// Softmax of one row in place. Entries equal to -inf get probability 0; a row with no finite
+// entry (a query that may attend to nothing, e.g. a padding position) becomes all zeros.
+void softmax_row(float* x, int64_t n);
+
+}  // namespace pathpatch::kernels

@@ -1,0 +1,69 @@
+#include "pathpatch/graph/provenance.hpp"
+
+#include "pathpatch/graph/error.hpp"
+
+namespace pathpatch {
+
+const char* expr_kind_name(ExprKind k) {
+  switch (k) {
+    case ExprKind::Embed: return "Embed";
+    case ExprKind::Rows: return "Rows";
+    case ExprKind::AttnZ: return "AttnZ";
+    case ExprKind::AttnZHeads: return "AttnZHeads";
+    case ExprKind::AttnOut: return "AttnOut";
+    case ExprKind::Mlp: return "Mlp";
+    case ExprKind::Add: return "Add";
+    case ExprKind::Final: return "Final";
+    case ExprKind::Patch: return "Patch";
+  }
+  return "?";
+}
+
+size_t ExprTable::Hash::operator()(const Expr& e) const {
+  uint64_t h = hash_combine(static_cast<uint64_t>(e.kind), static_cast<uint64_t>(e.node));
+  h = hash_combine(h, e.interventions);
+  h = hash_combine(h, e.input);
+  for (ExprId a : e.args) h = hash_combine(h, a);
+  return static_cast<size_t>(h);
+}
+
+ExprTable::ExprTable() {
+  exprs_.push_back(Expr{ExprKind::Embed, -1, 0, 0, {}});  // id 0: "no expression"
+  lists_.emplace_back();                                 // list 0: no interventions
+}
+
+ExprId ExprTable::intern(Expr e) {
+  auto it = index_.find(e);
+  if (it != index_.end()) return it->second;
+  for (ExprId a : e.args) PP_CHECK(a > 0 && a < exprs_.size(), "expression argument out of range");
+  ExprId id = static_cast<ExprId>(exprs_.size());
+  exprs_.push_back(e);
+  index_.emplace(std::move(e), id);
+  return id;
+}
+
+uint32_t ExprTable::intern_list(std::vector<BoundIntervention> list) {
+  if (list.empty()) return 0;
+  uint64_t key = 0x6a09e667f3bcc909ull;
+  for (const auto& iv : list) key = hash_combine(key, iv.key());
+  auto it = list_index_.find(key);
+  if (it != list_index_.end()) return it->second;
+  uint32_t id = static_cast<uint32_t>(lists_.size());
+  lists_.push_back(std::move(list));
+  list_index_[key] = id;
+  return id;
+}
+
+uint64_t ExprTable::add_input(const Batch& b) {
+  uint64_t k = b.key();
+  inputs_.emplace(k, b);
+  return k;
+}
+
+const Batch& ExprTable::input(uint64_t key) const {
+  auto it = inputs_.find(key);
+  PP_CHECK(it != inputs_.end(), "unknown input key");
+  return it->second;
+}
+
+}  // namespace pathpatch

@@ -1,0 +1,165 @@
+#include "pathpatch/graph/tensor.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "pathpatch/graph/error.hpp"
+
+namespace pathpatch {
+
+namespace detail {
+void fail_check(const char* cond, const char* file, int line, const std::string& msg) {
+  throw InternalError(std::string("pathpatch internal error: ") + msg + " (" + cond + " failed at " +
+                      file + ":" + std::to_string(line) + ")");
+}
+}  // namespace detail
+
+int64_t numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    PP_CHECK(d >= 0, "negative dimension in shape " + to_string(shape));
+    n *= d;
+  }
+  return n;
+}
+
+std::string to_string(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+namespace {
+// 64-byte aligned buffers: whole cache lines for the GEMM and the vectorised loops.
+std::shared_ptr<float> allocate(int64_t count) {
+  size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
+  bytes = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
+}
+}  // namespace
+
+Tensor::Tensor(Shape shape) : shape_(std::move(shape)), data_(allocate(numel())), owned_(true) {
+  std::memset(data_.get(), 0, bytes());
+}
+
+Tensor Tensor::uninitialized(Shape shape) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.data_ = allocate(t.numel());
+  t.owned_ = true;
+  return t;
+}
+
+Tensor Tensor::from_vector(Shape shape, std::vector<float> values) {
+  PP_CHECK(pathpatch::numel(shape) == static_cast<int64_t>(values.size()),
+           "from_vector: " + std::to_string(values.size()) + " values for shape " + to_string(shape));
+  Tensor t = uninitialized(std::move(shape));
+  if (!values.empty()) std::memcpy(t.data_.get(), values.data(), t.bytes());
+  return t;
+}
+
+Tensor Tensor::full(Shape shape, float value) {
+  Tensor t = uninitialized(std::move(shape));
+  std::fill(t.data_.get(), t.data_.get() + t.numel(), value);
+  return t;
+}
+
+Tensor Tensor::borrow(Shape shape, std::shared_ptr<const void> owner, const float* data) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  // The aliasing constructor keeps `owner` alive for as long as any view exists.
+  t.data_ = std::shared_ptr<float>(std::const_pointer_cast<void>(owner), const_cast<float*>(data));
+  t.owned_ = false;
+  return t;
+}
+
+int64_t Tensor::size(int axis) const {
+  int d = dim();
+  int a = axis < 0 ? axis + d : axis;
+  PP_CHECK(a >= 0 && a < d, "axis " + std::to_string(axis) + " out of range for shape " + to_string(shape_));
+  return shape_[a];
+}
+
+bool Tensor::writable() const { return owned_ && data_.use_count() == 1; }
+
+float* Tensor::data_mut() {
+  PP_CHECK(writable(), "write to a shared or borrowed tensor of shape " + to_string(shape_));
+  return data_.get();
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = uninitialized(shape_);
+  if (numel()) std::memcpy(t.data_.get(), data_.get(), bytes());
+  return t;
+}
+
+Tensor Tensor::reshape(Shape shape) const {
+  PP_CHECK(pathpatch::numel(shape) == numel(),
+           "reshape " + to_string(shape_) + " to " + to_string(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::slice0(int64_t begin, int64_t end) const {
+  PP_CHECK(dim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0],
+           "slice0 [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + to_string(shape_));
+  int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+  Tensor t;
+  t.shape_ = shape_;
+  t.shape_[0] = end - begin;
+  t.data_ = std::shared_ptr<float>(data_, data_.get() + begin * row);
+  t.owned_ = owned_;
+  return t;
+}
+
+float Tensor::at(std::initializer_list<int64_t> index) const {
+  PP_CHECK(static_cast<int>(index.size()) == dim(), "index rank differs from shape " + to_string(shape_));
+  int64_t flat = 0;
+  int axis = 0;
+  for (int64_t i : index) {
+    PP_CHECK(i >= 0 && i < shape_[axis], "index out of range for shape " + to_string(shape_));
+    flat = flat * shape_[axis++] + i;
+  }
+  return data_.get()[flat];
+}
+
+float max_abs_diff(const Tensor& a, const Tensor& b) {
+  PP_CHECK(a.shape() == b.shape(), "max_abs_diff of " + to_string(a.shape()) + " and " + to_string(b.shape()));
+  float m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    float d = std::fabs(a.data()[i] - b.data()[i]);
+    if (std::isnan(d)) return d;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && (a.numel() == 0 || std::memcmp(a.data(), b.data(), a.bytes()) == 0);
+}
+
+Tensor concat0(const std::vector<Tensor>& parts) {
+  PP_CHECK(!parts.empty(), "concat0 of nothing");
+  Shape shape = parts[0].shape();
+  int64_t rows = 0;
+  for (const Tensor& p : parts) {
+    Shape s = p.shape();
+    PP_CHECK(s.size() == shape.size() && std::equal(s.begin() + 1, s.end(), shape.begin() + 1),
+             "concat0 of " + to_string(shape) + " and " + to_string(s));
+    rows += s[0];
+  }
+  shape[0] = rows;
+  Tensor out = Tensor::uninitialized(shape);
+  float* dst = out.data_mut();
+  for (const Tensor& p : parts) {
+    if (p.numel()) std::memcpy(dst, p.data(), p.bytes());
+    dst += p.numel();
+  }
+  return out;
+}
+
+}  // namespace pathpatch

@@ -1,0 +1,90 @@
+#pragma once
+// The tracer: walks the paths the branch/which predicates distinguish and builds the provenance
+// DAG of the result (no tensor is computed here; evaluator.hpp does that).
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pathpatch/graph/graph.hpp"
+#include "pathpatch/graph/path.hpp"
+#include "pathpatch/graph/provenance.hpp"
+
+namespace pathpatch {
+
+using WhichFn = std::function<int(const Path&)>;
+using BranchFn = std::function<Split(const Path&)>;
+
+// One run's interventions, indexed by where they act.
+class InterventionIndex {
+ public:
+  InterventionIndex() = default;
+  InterventionIndex(const Graph& g, ExprTable& exprs, const std::vector<BoundIntervention>& all);
+
+  uint32_t inside(NodeId node, Stage stage) const;  // list for the stage's internal activations
+  uint32_t after(NodeId node, Stage stage) const;   // list for its output activations (a Patch)
+  // All entries for one activation, in order, probes included.
+  const std::vector<BoundIntervention>& of(ActId act) const;
+  bool any(ActId act) const { return !of(act).empty(); }
+  bool patched(ActId act) const;  // has an entry other than a probe
+
+ private:
+  std::map<std::pair<NodeId, Stage>, uint32_t> inside_, after_;
+  std::map<ActId, std::vector<BoundIntervention>> by_act_;
+};
+
+class Tracer {
+ public:
+  Tracer(const Graph& g, ExprTable& exprs, std::vector<uint64_t> input_keys, int64_t seq,
+         const InterventionIndex& interventions);
+
+  // The root (ln_final) expression of the computation the predicates describe. Throws
+  // PredicateError for an invalid answer, BudgetError past `budget` node visits; exceptions thrown
+  // by the predicates reach the caller unchanged.
+  ExprId trace(const WhichFn& which, const BranchFn& branch, uint64_t budget);
+  // The plain forward on one input (no split); `steps`, if given, receives each step's expression.
+  ExprId plain(int input, std::map<std::pair<NodeId, Stage>, ExprId>* steps = nullptr);
+  uint64_t visits() const { return visits_; }
+
+  // Building blocks, one step each: interventions of the run are attached here.
+  ExprId embed(int input);
+  ExprId attention(int layer, ExprId x);
+  ExprId attention_heads(int layer, const std::vector<ExprId>& qkv);  // 3 per query head
+  ExprId mlp(int layer, ExprId x);
+  ExprId rows(NodeId node, const std::vector<ExprId>& parts);  // one per position
+  ExprId residual(NodeId node, ExprId residual, ExprId sublayer);
+  ExprId final(ExprId x);
+
+  // Names of split edges, as paths show them.
+  const std::string& head_edge(int layer, int head) const { return head_names_[layer][head]; }
+  const std::string& qkv_edge(int layer, int head, int role) const { return qkv_names_[layer][head][role]; }
+  const std::string& pos_edge(NodeId sublayer, int pos) const { return pos_names_.at(sublayer)[pos]; }
+
+ private:
+  ExprId step(ExprKind kind, NodeId node, Stage stage, std::vector<ExprId> args, uint64_t input = 0);
+  ExprId value_of(NodeId n);
+  ExprId sublayer(NodeId sub);
+  ExprId sublayer_on(NodeId sub, ExprId x);
+  int ask_which();
+  Split ask_branch(bool positions_ok, const char* edges_mean);
+
+  const Graph& g_;
+  ExprTable& exprs_;
+  std::vector<uint64_t> inputs_;
+  int64_t seq_;
+  const InterventionIndex& iv_;
+  std::vector<NodeId> attn_of_layer_, mlp_of_layer_, attn_sum_of_layer_, mlp_sum_of_layer_;
+  std::vector<std::vector<std::string>> head_names_;
+  std::vector<std::vector<std::vector<std::string>>> qkv_names_;
+  std::map<NodeId, std::vector<std::string>> pos_names_;
+
+  Path path_;
+  const WhichFn* which_ = nullptr;
+  const BranchFn* branch_ = nullptr;
+  uint64_t visits_ = 0, budget_ = 0;
+  std::map<std::pair<NodeId, Stage>, ExprId>* steps_ = nullptr;
+};
+
+}  // namespace pathpatch

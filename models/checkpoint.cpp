@@ -1,0 +1,93 @@
+#include "pathpatch/models/checkpoint.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "pathpatch/graph/error.hpp"
+
+namespace pathpatch {
+
+namespace fs = std::filesystem;
+
+Checkpoint Checkpoint::open(const fs::path& dir) {
+  if (!fs::is_directory(dir)) throw IoError(dir.string() + ": not a model folder");
+  Checkpoint c;
+  c.dir_ = dir;
+  std::vector<fs::path> shards;
+  fs::path single = dir / "model.safetensors";
+  fs::path index = dir / "model.safetensors.index.json";
+  std::map<std::string, std::string> expected;  // tensor -> shard, from the index
+  if (fs::exists(single)) {
+    shards.push_back(single);
+  } else if (fs::exists(index)) {
+    std::ifstream in(index);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(ss.str());
+    } catch (const nlohmann::json::exception& e) {
+      throw FormatError(index.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      throw FormatError(index.string() + ": missing the 'weight_map' object");
+    std::set<std::string> files;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) throw FormatError(index.string() + ": weight_map['" + it.key() + "'] is not a file name");
+      std::string file = it.value().get<std::string>();
+      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+        throw FormatError(index.string() + ": shard name '" + file + "' must be a plain file name in the folder");
+      expected[it.key()] = file;
+      files.insert(file);
+    }
+    for (const auto& f : files) shards.push_back(dir / f);
+  } else {
+    throw IoError(dir.string() + ": neither model.safetensors nor model.safetensors.index.json found");
+  }
+  for (const auto& path : shards) {
+    auto file = std::make_shared<SafetensorsFile>(SafetensorsFile::open(path));
+    for (const auto& e : file->entries()) {
+      if (c.where_.count(e.name))
+        throw FormatError(path.string() + ": tensor '" + e.name + "' also appears in " + c.where_[e.name]->path().string());
+      c.where_[e.name] = file.get();
+    }
+    c.files_.push_back(std::move(file));
+  }
+  for (const auto& [name, file] : expected) {
+    auto it = c.where_.find(name);
+    if (it == c.where_.end())
+      throw WeightError(index.string() + ": lists tensor '" + name + "' in " + file + ", which does not contain it");
+    if (it->second->path().filename() != file)
+      throw WeightError(index.string() + ": lists tensor '" + name + "' in " + file + " but it is in " +
+                        it->second->path().filename().string());
+  }
+  return c;
+}
+
+std::vector<std::string> Checkpoint::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, file] : where_) out.push_back(name);
+  return out;
+}
+
+Tensor Checkpoint::load(const std::string& name, const Shape& expected) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) throw WeightError(dir_.string() + ": missing tensor '" + name + "' (expected shape " + to_string(expected) + ")");
+  const SafetensorsFile& f = *it->second;
+  const TensorEntry& e = *f.find(name);
+  if (e.shape != expected)
+    throw WeightError(f.path().string() + ": tensor '" + name + "' has shape " + to_string(e.shape) + ", expected " +
+                      to_string(expected));
+  Tensor t = f.load(e);
+  const float* p = t.data();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i]))
+      throw WeightError(f.path().string() + ": tensor '" + name + "' holds " + (std::isnan(p[i]) ? "NaN" : "Inf") +
+                        " at flat index " + std::to_string(i));
+  return t;
+}
+
+}  // namespace pathpatch

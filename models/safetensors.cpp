@@ -1,0 +1,267 @@
+#include "pathpatch/models/safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "pathpatch/graph/error.hpp"
+
+namespace pathpatch {
+
+namespace {
+
+constexpr uint64_t kMaxHeader = 100ull << 20;  // the format's own limit on the JSON header
+
+struct DTypeInfo {
+  const char* name;
+  DType dtype;
+  size_t size;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {"F64", DType::F64, 8},  {"F32", DType::F32, 4},   {"F16", DType::F16, 2},
+    {"BF16", DType::BF16, 2}, {"I64", DType::I64, 8},   {"I32", DType::I32, 4},
+    {"I16", DType::I16, 2},  {"I8", DType::I8, 1},     {"U8", DType::U8, 1},
+    {"BOOL", DType::BOOL, 1}, {"F8_E4M3", DType::F8_E4M3, 1}, {"F8_E5M2", DType::F8_E5M2, 1},
+    {"U16", DType::U16, 2},  {"U32", DType::U32, 4},   {"U64", DType::U64, 8},
+};
+
+const DTypeInfo* find_dtype(const std::string& name) {
+  for (const auto& d : kDTypes)
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+uint64_t read_le64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+}  // namespace
+
+const char* dtype_name(DType d) {
+  for (const auto& x : kDTypes)
+    if (x.dtype == d) return x.name;
+  return "?";
+}
+
+size_t dtype_size(DType d) {
+  for (const auto& x : kDTypes)
+    if (x.dtype == d) return x.size;
+  return 0;
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalise
+      int e = -1;
+      do {
+        ++e;
+        man <<= 1;
+      } while ((man & 0x400u) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ffu) << 13;
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | man << 13;  // inf or nan
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::vector<TensorEntry> parse_safetensors_header(const std::string& text, uint64_t data_size,
+                                                  const std::string& where,
+                                                  std::map<std::string, std::string>* metadata) {
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(where + ": the safetensors header is not valid JSON (" + e.what() + ")");
+  }
+  if (!header.is_object()) throw FormatError(where + ": the safetensors header is not a JSON object");
+
+  std::vector<TensorEntry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const auto& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) throw FormatError(where + ": __metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string())
+          throw FormatError(where + ": __metadata__ value '" + m.key() + "' is not a string");
+        if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    std::string at = where + ": tensor '" + name + "'";
+    if (!v.is_object()) throw FormatError(at + " is not described by an object");
+    if (!v.contains("dtype") || !v["dtype"].is_string()) throw FormatError(at + " has no dtype string");
+    if (!v.contains("shape") || !v["shape"].is_array()) throw FormatError(at + " has no shape array");
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
+      throw FormatError(at + " has no [begin, end] data_offsets");
+
+    TensorEntry e;
+    e.name = name;
+    const DTypeInfo* d = find_dtype(v["dtype"].get<std::string>());
+    if (!d) throw FormatError(at + " has unknown dtype '" + v["dtype"].get<std::string>() + "'");
+    e.dtype = d->dtype;
+
+    uint64_t count = 1;
+    for (const auto& dim : v["shape"]) {
+      if (!dim.is_number_unsigned())
+        throw FormatError(at + " has a shape entry that is not a non-negative integer: " + dim.dump());
+      uint64_t n = dim.get<uint64_t>();
+      if (n > (1ull << 40) || (n && count > (1ull << 62) / n))
+        throw FormatError(at + " has an impossibly large shape " + v["shape"].dump());
+      count *= n;
+      e.shape.push_back(static_cast<int64_t>(n));
+    }
+    for (const auto& off : v["data_offsets"])
+      if (!off.is_number_unsigned()) throw FormatError(at + " has a data offset that is not a non-negative integer");
+    e.begin = v["data_offsets"][0].get<uint64_t>();
+    e.end = v["data_offsets"][1].get<uint64_t>();
+    if (e.begin > e.end) throw FormatError(at + " has data_offsets with begin > end");
+    if (e.end > data_size)
+      throw FormatError(at + " ends at byte " + std::to_string(e.end) + " of the data, which holds only " +
+                        std::to_string(data_size) + " bytes (truncated file?)");
+    uint64_t expect = count * d->size;
+    if (e.end - e.begin != expect)
+      throw FormatError(at + " has " + std::to_string(e.end - e.begin) + " bytes but shape " +
+                        to_string(e.shape) + " of " + d->name + " needs " + std::to_string(expect));
+    entries.push_back(std::move(e));
+  }
+
+  std::vector<const TensorEntry*> by_offset;
+  for (const auto& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorEntry* a, const TensorEntry* b) { return a->begin < b->begin; });
+  const TensorEntry* furthest = nullptr;  // the tensor reaching furthest into the data so far
+  for (const TensorEntry* cur : by_offset) {
+    if (cur->end == cur->begin) continue;
+    if (furthest && cur->begin < furthest->end)
+      throw FormatError(where + ": tensors '" + furthest->name + "' and '" + cur->name + "' overlap in the data");
+    if (!furthest || cur->end > furthest->end) furthest = cur;
+  }
+  return entries;
+}
+
+SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
+  std::string where = path.string();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(where + ": cannot open (" + std::strerror(errno) + ")");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(where + ": not a regular file");
+  }
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < 8) {
+    ::close(fd);
+    throw FormatError(where + ": " + std::to_string(size) + " bytes is too short for a safetensors file");
+  }
+  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) throw IoError(where + ": cannot memory-map (" + std::strerror(errno) + ")");
+  std::shared_ptr<const void> map(m, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
+
+  const auto* bytes = static_cast<const uint8_t*>(m);
+  uint64_t header_len = read_le64(bytes);
+  if (header_len > kMaxHeader || header_len > size - 8)
+    throw FormatError(where + ": header length " + std::to_string(header_len) + " runs past the end of the " +
+                      std::to_string(size) + "-byte file");
+
+  SafetensorsFile f;
+  f.path_ = path;
+  f.map_ = map;
+  f.data_ = bytes + 8 + header_len;
+  f.data_size_ = size - 8 - header_len;
+  std::string text(reinterpret_cast<const char*>(bytes + 8), header_len);
+  f.entries_ = parse_safetensors_header(text, f.data_size_, where, &f.metadata_);
+  for (size_t i = 0; i < f.entries_.size(); ++i) f.index_[f.entries_[i].name] = i;
+  return f;
+}
+
+const TensorEntry* SafetensorsFile::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
+}
+
+Tensor SafetensorsFile::load(const std::string& name) const {
+  const TensorEntry* e = find(name);
+  if (!e) throw WeightError(path_.string() + ": no tensor named '" + name + "'");
+  return load(*e);
+}
+
+Tensor SafetensorsFile::load(const TensorEntry& e) const {
+  const uint8_t* src = data_ + e.begin;
+  int64_t n = numel(e.shape);
+  switch (e.dtype) {
+    case DType::F32: {
+      if (reinterpret_cast<uintptr_t>(src) % alignof(float) == 0)
+        return Tensor::borrow(e.shape, map_, reinterpret_cast<const float*>(src));
+      Tensor t = Tensor::uninitialized(e.shape);
+      std::memcpy(t.data_mut(), src, t.bytes());
+      return t;
+    }
+    case DType::F16:
+    case DType::BF16: {
+      Tensor t = Tensor::uninitialized(e.shape);
+      float* dst = t.data_mut();
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        dst[i] = e.dtype == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+      }
+      return t;
+    }
+    default:
+      throw WeightError(path_.string() + ": tensor '" + e.name + "' is stored as " + dtype_name(e.dtype) +
+                        "; pathpatch reads F32, F16 and BF16 weights");
+  }
+}
+
+void write_safetensors(const std::filesystem::path& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    if (header.contains(name)) throw InputError(path.string() + ": tensor '" + name + "' written twice");
+    header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + t.bytes()}}};
+    offset += t.bytes();
+  }
+  std::string text = header.dump();
+  while ((text.size() + 8) % 8) text += ' ';  // keep the data 8-byte aligned, as the reference writer does
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw IoError(path.string() + ": cannot open for writing");
+  uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const auto& [name, t] : tensors)
+    out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.bytes()));
+  if (!out) throw IoError(path.string() + ": write failed");
+}
+
+}  // namespace pathpatch

@@ -1,0 +1,70 @@
+#pragma once
+// Reading and writing the safetensors format (https://huggingface.co/docs/safetensors).
+//
+// A file is: 8 bytes little-endian header length N, N bytes of JSON, then the data. Each JSON entry
+// names a tensor with its dtype, shape and [begin, end) byte offsets into the data. Everything in
+// the header is checked against the file before any byte is read: offsets inside the data, no
+// overlaps, bytes = elements x dtype size. Files are memory-mapped; F32 tensors are used in place,
+// F16 and BF16 are converted to F32 once, on load.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pathpatch/graph/tensor.hpp"
+
+namespace pathpatch {
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2, U16, U32, U64 };
+const char* dtype_name(DType d);
+size_t dtype_size(DType d);
+
+struct TensorEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // byte offsets into the data section
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates the file; throws IoError or FormatError naming the file and the tensor.
+  static SafetensorsFile open(const std::filesystem::path& path);
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::vector<TensorEntry>& entries() const { return entries_; }
+  const TensorEntry* find(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  // The tensor as F32 (F32, F16 and BF16 storage; other dtypes are a WeightError naming it).
+  Tensor load(const std::string& name) const;
+  Tensor load(const TensorEntry& entry) const;
+
+ private:
+  std::filesystem::path path_;
+  std::shared_ptr<const void> map_;  // keeps the mapping alive for borrowed F32 tensors
+  const uint8_t* data_ = nullptr;    // start of the data section
+  uint64_t data_size_ = 0;
+  std::vector<TensorEntry> entries_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Parses a header (the JSON text) against a data section of `data_size` bytes; `where` names the
+// file in errors. Exposed for the fuzzer and the tests.
+std::vector<TensorEntry> parse_safetensors_header(const std::string& json, uint64_t data_size,
+                                                  const std::string& where,
+                                                  std::map<std::string, std::string>* metadata = nullptr);
+
+// Writes F32 tensors, in the given order, with optional string metadata.
+void write_safetensors(const std::filesystem::path& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+float f16_to_f32(uint16_t h);
+float bf16_to_f32(uint16_t h);
+
+}  // namespace pathpatch

@@ -2,11 +2,13 @@
 
 #include <cmath>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "pathpatch/graph/error.hpp"
+#include "pathpatch/models/config.hpp"
 
 namespace pathpatch {
 
@@ -70,22 +72,62 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> out;
   for (const auto& [name, file] : where_) out.push_back(name);
+  for (const auto& [name, t] : memory_) out.push_back(name);
   return out;
 }
 
+Checkpoint Checkpoint::from_tensors(std::map<std::string, Tensor> tensors) {
+  Checkpoint c;
+  c.dir_ = "(memory)";
+  c.memory_ = std::move(tensors);
+  return c;
+}
+
+Checkpoint Checkpoint::random(const ModelConfig& cfg, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::map<std::string, Tensor> tensors;
+  for (const TensorSpec& spec : checkpoint_layout(cfg)) {
+    Tensor t = Tensor::uninitialized(spec.shape);
+    float* p = t.data_mut();
+    float mean = spec.init == TensorSpec::NormWeight ? 1.0f : 0.0f;
+    float std = spec.init == TensorSpec::Embedding  ? 0.25f
+                : spec.init == TensorSpec::Linear   ? 1.0f / std::sqrt(static_cast<float>(spec.fan_in))
+                : spec.init == TensorSpec::NormWeight ? 0.1f
+                                                      : 0.02f;
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = mean + std * normal(rng);
+    tensors[spec.name] = std::move(t);
+  }
+  return from_tensors(std::move(tensors));
+}
+
+void Checkpoint::save(const fs::path& dir, const std::string& config_json) const {
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, Tensor>> all;
+  for (const std::string& name : names()) all.emplace_back(name, fetch(name));
+  write_safetensors(dir / "model.safetensors", all, {{"format", "pt"}});
+  std::ofstream(dir / "config.json") << config_json;
+}
+
+Tensor Checkpoint::fetch(const std::string& name) const {
+  if (auto it = memory_.find(name); it != memory_.end()) return it->second;
+  const SafetensorsFile& f = *where_.at(name);
+  return f.load(*f.find(name));
+}
+
 Tensor Checkpoint::load(const std::string& name, const Shape& expected) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) throw WeightError(dir_.string() + ": missing tensor '" + name + "' (expected shape " + to_string(expected) + ")");
-  const SafetensorsFile& f = *it->second;
-  const TensorEntry& e = *f.find(name);
-  if (e.shape != expected)
-    throw WeightError(f.path().string() + ": tensor '" + name + "' has shape " + to_string(e.shape) + ", expected " +
+  if (!has(name))
+    throw WeightError(dir_.string() + ": missing tensor '" + name + "' (expected shape " + to_string(expected) + ")");
+  const std::string where = memory_.count(name) ? dir_.string() : where_.at(name)->path().string();
+  Shape stored = memory_.count(name) ? memory_.at(name).shape() : where_.at(name)->find(name)->shape;
+  if (stored != expected)
+    throw WeightError(where + ": tensor '" + name + "' has shape " + to_string(stored) + ", expected " +
                       to_string(expected));
-  Tensor t = f.load(e);
+  Tensor t = fetch(name);
   const float* p = t.data();
   for (int64_t i = 0; i < t.numel(); ++i)
     if (!std::isfinite(p[i]))
-      throw WeightError(f.path().string() + ": tensor '" + name + "' holds " + (std::isnan(p[i]) ? "NaN" : "Inf") +
+      throw WeightError(where + ": tensor '" + name + "' holds " + (std::isnan(p[i]) ? "NaN" : "Inf") +
                         " at flat index " + std::to_string(i));
   return t;
 }

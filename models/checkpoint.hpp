@@ -12,11 +12,31 @@
 
 namespace pathpatch {
 
+struct ModelConfig;
+
+// One tensor of a checkpoint's Hugging Face layout, and how to draw it at random.
+struct TensorSpec {
+  enum Init { Embedding, Linear, NormWeight, Bias };
+  std::string name;
+  Shape shape;
+  Init init;
+  int64_t fan_in = 1;
+};
+// Every tensor a model of this config reads, under its Hugging Face name.
+std::vector<TensorSpec> checkpoint_layout(const ModelConfig& cfg);
+
 class Checkpoint {
  public:
   static Checkpoint open(const std::filesystem::path& dir);
+  // An in-memory checkpoint (tests, benchmarks, converted weights).
+  static Checkpoint from_tensors(std::map<std::string, Tensor> tensors);
+  // Random weights in the config's layout: embeddings N(0, 0.25^2), linear N(0, 1/fan_in), norm
+  // weights 1 + N(0, 0.1^2), biases N(0, 0.02^2). Deterministic in `seed`.
+  static Checkpoint random(const ModelConfig& cfg, uint64_t seed);
+  // Writes the checkpoint as model.safetensors + config.json into `dir` (F32).
+  void save(const std::filesystem::path& dir, const std::string& config_json) const;
 
-  bool has(const std::string& name) const { return where_.count(name) > 0; }
+  bool has(const std::string& name) const { return where_.count(name) > 0 || memory_.count(name) > 0; }
   std::vector<std::string> names() const;
   // The tensor as F32. WeightError if it is missing, is not shaped `expected`, or holds NaN or Inf
   // (the message names the tensor, the file and what was expected).
@@ -24,9 +44,12 @@ class Checkpoint {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  Tensor fetch(const std::string& name) const;  // as stored, before checks
+
   std::filesystem::path dir_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
-  std::map<std::string, const SafetensorsFile*> where_;
+  std::map<std::string, const SafetensorsFile*> where_;  // for files
+  std::map<std::string, Tensor> memory_;                  // for in-memory checkpoints
 };
 
 }  // namespace pathpatch

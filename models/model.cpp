@@ -30,6 +30,54 @@ void Linear::apply(const float* x, int64_t ldx, int64_t rows, float* y, int64_t 
 
 // ---- Loading -------------------------------------------------------------------------------
 
+std::vector<TensorSpec> checkpoint_layout(const ModelConfig& c) {
+  const int64_t D = c.d_model, H = c.n_heads, G = c.n_kv_heads, E = c.d_head, F = c.d_mlp, V = c.vocab_size;
+  std::vector<TensorSpec> out;
+  auto add = [&](std::string name, Shape shape, TensorSpec::Init init, int64_t fan_in = 1) {
+    out.push_back(TensorSpec{std::move(name), std::move(shape), init, fan_in});
+  };
+  using T = TensorSpec;
+  if (c.family == Family::Gpt2) {
+    add("wte.weight", {V, D}, T::Embedding);
+    add("wpe.weight", {c.n_ctx, D}, T::Embedding);
+    for (int L = 0; L < c.n_layers; ++L) {
+      std::string h = "h." + std::to_string(L) + ".";
+      add(h + "ln_1.weight", {D}, T::NormWeight);
+      add(h + "ln_1.bias", {D}, T::Bias);
+      add(h + "attn.c_attn.weight", {D, 3 * D}, T::Linear, D);
+      add(h + "attn.c_attn.bias", {3 * D}, T::Bias);
+      add(h + "attn.c_proj.weight", {D, D}, T::Linear, D);
+      add(h + "attn.c_proj.bias", {D}, T::Bias);
+      if (c.attn_only) continue;
+      add(h + "ln_2.weight", {D}, T::NormWeight);
+      add(h + "ln_2.bias", {D}, T::Bias);
+      add(h + "mlp.c_fc.weight", {D, F}, T::Linear, D);
+      add(h + "mlp.c_fc.bias", {F}, T::Bias);
+      add(h + "mlp.c_proj.weight", {F, D}, T::Linear, F);
+      add(h + "mlp.c_proj.bias", {D}, T::Bias);
+    }
+    add("ln_f.weight", {D}, T::NormWeight);
+    add("ln_f.bias", {D}, T::Bias);
+  } else {
+    add("model.embed_tokens.weight", {V, D}, T::Embedding);
+    for (int L = 0; L < c.n_layers; ++L) {
+      std::string p = "model.layers." + std::to_string(L) + ".";
+      add(p + "input_layernorm.weight", {D}, T::NormWeight);
+      add(p + "self_attn.q_proj.weight", {H * E, D}, T::Linear, D);
+      add(p + "self_attn.k_proj.weight", {G * E, D}, T::Linear, D);
+      add(p + "self_attn.v_proj.weight", {G * E, D}, T::Linear, D);
+      add(p + "self_attn.o_proj.weight", {D, H * E}, T::Linear, H * E);
+      add(p + "post_attention_layernorm.weight", {D}, T::NormWeight);
+      add(p + "mlp.gate_proj.weight", {F, D}, T::Linear, D);
+      add(p + "mlp.up_proj.weight", {F, D}, T::Linear, D);
+      add(p + "mlp.down_proj.weight", {D, F}, T::Linear, F);
+    }
+    add("model.norm.weight", {D}, T::NormWeight);
+    if (!c.tie_embeddings) add("lm_head.weight", {V, D}, T::Linear, D);
+  }
+  return out;
+}
+
 namespace {
 
 std::atomic<uint64_t> next_model_id{1};

@@ -121,8 +121,10 @@ std::vector<BoundIntervention> bind_interventions(const Model& model, ExprTable&
   return out;
 }
 
-Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& which, const BranchFn& branch,
-           const RunOptions& options) {
+namespace detail {
+
+Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
+                  const TraceFn& trace) {
   check_inputs(model, inputs);
   Result r;
   r.cache = options.cache ? options.cache : std::make_shared<Cache>();
@@ -134,7 +136,7 @@ Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& 
   std::vector<BoundIntervention> bound = bind_interventions(model, exprs, inputs, keys, options.interventions);
   InterventionIndex index(model.graph(), exprs, bound);
   Tracer tracer(model.graph(), exprs, keys, inputs[0].seq, index);
-  r.root = tracer.trace(which, branch, options.path_budget);
+  r.root = trace(tracer, r.stats.node_visits);
 
   Evaluator ev(model, *r.cache, inputs[0], index);
   r.hidden = ev.value(r.root);
@@ -142,7 +144,6 @@ Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& 
   r.probes = std::move(ev.probes());
 
   const CacheCounters& c = r.cache->counters();
-  r.stats.node_visits = tracer.visits();
   r.stats.computed = ev.stats().computed;
   r.stats.cache_hits = ev.stats().cache_hits;
   r.stats.flops = ev.stats().flops;
@@ -159,6 +160,17 @@ Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& 
   }
   r.stats.steps = seen.size();
   return r;
+}
+
+}  // namespace detail
+
+Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& which, const BranchFn& branch,
+           const RunOptions& options) {
+  return detail::run_traced(model, inputs, options, [&](Tracer& tracer, uint64_t& visits) {
+    ExprId root = tracer.trace(which, branch, options.path_budget);
+    visits = tracer.visits();
+    return root;
+  });
 }
 
 Result forward(const Model& model, const Batch& batch, const RunOptions& options) {

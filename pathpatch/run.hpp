@@ -7,6 +7,7 @@
 //
 // See graph/path.hpp for what paths, splits and `which` mean.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -69,5 +70,13 @@ Shape activation_shape(const Model& model, ActId act, int64_t batch, int64_t seq
 
 // Checks run() inputs: at least one, each valid for the model, all of one layout.
 void check_inputs(const Model& model, const std::vector<Batch>& inputs);
+
+namespace detail {
+// run() with the tracing step supplied: `trace` builds the root expression with the run's tracer
+// and reports the node visits it made. Shared by the lambda and the rule front ends.
+using TraceFn = std::function<ExprId(Tracer& tracer, uint64_t& visits)>;
+Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
+                  const TraceFn& trace);
+}  // namespace detail
 
 }  // namespace pathpatch

@@ -28,7 +28,7 @@ void ComputeContext::emit(ActId act, Tensor& value) {
       if (!record_) continue;
       bool changed_later = false;
       for (size_t j = i + 1; j < list.size(); ++j) changed_later |= list[j].op != Op::Probe;
-      ev_->probes_.push_back(ProbeRecord{iv.label, act, expr_, changed_later ? value.clone() : value});
+      ev_->probes_.push_back(ProbeRecord{iv.label, info.name, act, expr_, changed_later ? value.clone() : value});
       continue;
     }
     const Tensor* source = iv.op == Op::Replace ? &ev_->source_for(iv) : nullptr;
@@ -85,11 +85,40 @@ bool Evaluator::has_internal_probes(const Expr& e) const {
   return false;
 }
 
+bool Evaluator::has_probes(const Expr& e) const {
+  if (e.kind == ExprKind::Rows) return false;
+  for (bool outputs : {false, true})
+    for (ActId a : acts(e.node, stage_of(e), outputs))
+      for (const BoundIntervention& iv : iv_.of(a))
+        if (iv.op == Op::Probe) return true;
+  return false;
+}
+
+void Evaluator::record_probes(ExprId root) {
+  // Children before parents, so records come in the order of the forward.
+  std::vector<ExprId> order;
+  std::unordered_set<ExprId> seen;
+  std::vector<std::pair<ExprId, bool>> stack{{root, false}};
+  while (!stack.empty()) {
+    auto [e, expanded] = stack.back();
+    stack.pop_back();
+    if (expanded) {
+      order.push_back(e);
+      continue;
+    }
+    if (!seen.insert(e).second) continue;
+    stack.push_back({e, true});
+    for (ExprId a : exprs_.get(e).args) stack.push_back({a, false});
+  }
+  for (ExprId e : order)
+    if (!visited_.count(e) && has_probes(exprs_.get(e))) value(e);
+}
+
 void Evaluator::record_output_probes(ExprId id, const Expr& e, const Tensor& v) {
   if (e.kind == ExprKind::Rows || e.kind == ExprKind::Patch) return;
   for (ActId a : acts(e.node, stage_of(e), true)) {
     if (iv_.patched(a)) continue;  // recorded in order by the Patch step that follows
-    for (const BoundIntervention& iv : iv_.of(a)) probes_.push_back(ProbeRecord{iv.label, a, id, v});
+    for (const BoundIntervention& iv : iv_.of(a)) probes_.push_back(ProbeRecord{iv.label, g_.activation(a).name, a, id, v});
   }
 }
 

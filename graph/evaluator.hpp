@@ -42,7 +42,8 @@ class Backend {
 };
 
 struct ProbeRecord {
-  std::string label;  // the probe's label (its activation's name unless given)
+  std::string label;       // the probe's label (its activation's name as given, unless set)
+  std::string activation;  // the full TransformerLens name
   ActId act;
   ExprId expr;        // the step that computed this instance
   Tensor value;
@@ -85,6 +86,9 @@ class Evaluator {
   Evaluator(const Backend& backend, Cache& cache, const Batch& layout, const InterventionIndex& interventions);
 
   Tensor value(ExprId e);
+  // Visits every step under `root` that computes a probed activation, so that probes are recorded
+  // even where the memo cache answered for a step above them.
+  void record_probes(ExprId root);
   std::vector<ProbeRecord>& probes() { return probes_; }
   const EvalStats& stats() const { return stats_; }
 
@@ -95,6 +99,7 @@ class Evaluator {
   Tensor assemble_rows(const Expr& e);
   void record_output_probes(ExprId id, const Expr& e, const Tensor& v);
   bool has_internal_probes(const Expr& e) const;
+  bool has_probes(const Expr& e) const;
   bool own_run(const Expr& e) const;
   Stage stage_of(const Expr& e) const;
   const std::vector<ActId>& acts(NodeId node, Stage stage, bool outputs) const;

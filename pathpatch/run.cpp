@@ -10,8 +10,9 @@ namespace pathpatch {
 const Tensor& Result::probe(std::string_view label) const {
   const ProbeRecord* found = nullptr;
   size_t count = 0;
+  const std::string full = expand_activation_name(label);
   for (const ProbeRecord& p : probes)
-    if (p.label == label) {
+    if (p.label == label || p.activation == full) {
       found = &p;
       ++count;
     }
@@ -140,6 +141,7 @@ Result run_traced(const Model& model, const std::vector<Batch>& inputs, const Ru
 
   Evaluator ev(model, *r.cache, inputs[0], index);
   r.hidden = ev.value(r.root);
+  ev.record_probes(r.root);
   if (options.logits) r.logits = model.unembed(r.hidden);
   r.probes = std::move(ev.probes());
 

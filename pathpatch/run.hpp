@@ -48,7 +48,8 @@ struct Result {
   RunStats stats;
   std::vector<ProbeRecord> probes; // one record per computed instance of each probed activation
 
-  // The value recorded by the probe labelled `label`; NameError if there is none, InputError if
+  // The value recorded by the probe labelled `label` (or of that activation, by full or short
+  // name); NameError if there is none, InputError if
   // the activation was computed on several paths (then read `probes` and pick by `expr`).
   const Tensor& probe(std::string_view label) const;
 };

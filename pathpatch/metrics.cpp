@@ -1,0 +1,177 @@
+#include "pathpatch/metrics.hpp"
+
+#include <cmath>
+#include <numeric>
+
+#include "pathpatch/graph/error.hpp"
+#include "pathpatch/graph/kernels.hpp"
+
+namespace pathpatch {
+
+Metric Metric::logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong, std::vector<int> positions) {
+  return Metric{MetricKind::LogitDiff, std::move(answer), std::move(wrong), std::move(positions)};
+}
+Metric Metric::normalized_logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong,
+                                     std::vector<int> positions) {
+  return Metric{MetricKind::NormalizedLogitDiff, std::move(answer), std::move(wrong), std::move(positions)};
+}
+Metric Metric::prob(std::vector<int32_t> answer, std::vector<int> positions) {
+  return Metric{MetricKind::Prob, std::move(answer), {}, std::move(positions)};
+}
+Metric Metric::log_prob(std::vector<int32_t> answer, std::vector<int> positions) {
+  return Metric{MetricKind::LogProb, std::move(answer), {}, std::move(positions)};
+}
+Metric Metric::kl(std::vector<int> positions) { return Metric{MetricKind::KL, {}, {}, std::move(positions)}; }
+Metric Metric::cross_entropy(std::vector<int> positions) {
+  return Metric{MetricKind::CrossEntropy, {}, {}, std::move(positions)};
+}
+
+std::string Metric::name() const {
+  switch (kind) {
+    case MetricKind::LogitDiff: return "logit difference";
+    case MetricKind::NormalizedLogitDiff: return "normalised logit difference";
+    case MetricKind::Prob: return "probability of the answer";
+    case MetricKind::LogProb: return "log-probability of the answer";
+    case MetricKind::KL: return "KL divergence from clean";
+    case MetricKind::CrossEntropy: return "cross-entropy";
+  }
+  return "?";
+}
+
+namespace {
+
+std::vector<int> resolve(const std::vector<int>& positions, int64_t T) {
+  std::vector<int> out;
+  for (int p : positions) {
+    int64_t q = p < 0 ? p + T : p;
+    if (q < 0 || q >= T)
+      throw InputError("metric position " + std::to_string(p) + " is outside the " + std::to_string(T) + " positions");
+    out.push_back(static_cast<int>(q));
+  }
+  return out;
+}
+
+// log-softmax of one row, in double for the normaliser.
+void log_softmax(const float* logits, int64_t V, float* out) {
+  float mx = *std::max_element(logits, logits + V);
+  double sum = 0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(logits[v] - mx));
+  float lse = mx + static_cast<float>(std::log(sum));
+  for (int64_t v = 0; v < V; ++v) out[v] = logits[v] - lse;
+}
+
+}  // namespace
+
+Tensor logits_at(const Model& model, const Tensor& hidden, const std::vector<int>& positions) {
+  const int64_t B = hidden.size(0), T = hidden.size(1), D = hidden.size(2);
+  std::vector<int> pos = resolve(positions, T);
+  const int64_t P = static_cast<int64_t>(pos.size());
+  Tensor rows = Tensor::uninitialized({B, P, D});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < P; ++i)
+      std::copy_n(hidden.data() + (b * T + pos[i]) * D, D, rows.data_mut() + (b * P + i) * D);
+  return model.unembed(rows);
+}
+
+Scorer::Scorer(const Model& model, const Metric& metric, const Batch& clean, const Tensor& clean_hidden,
+               const Tensor& corrupted_hidden)
+    : model_(model), metric_(metric) {
+  const int64_t B = clean.size, T = clean.seq, V = model.config().vocab_size;
+  std::vector<int> requested = metric.positions;
+  if (metric.kind == MetricKind::CrossEntropy && requested.empty())
+    for (int t = 0; t + 1 < T; ++t) requested.push_back(t);
+  positions_ = resolve(requested, T);
+  if (positions_.empty()) throw InputError("metric: no positions to score");
+  auto check_tokens = [&](const std::vector<int32_t>& ids, const char* what) {
+    if (static_cast<int64_t>(ids.size()) != B)
+      throw InputError(std::string("metric: ") + what + " has " + std::to_string(ids.size()) +
+                       " tokens for a batch of " + std::to_string(B));
+    for (int32_t id : ids)
+      if (id < 0 || id >= V) throw InputError(std::string("metric: ") + what + " token " + std::to_string(id) + " is outside the vocabulary");
+  };
+  switch (metric.kind) {
+    case MetricKind::LogitDiff:
+    case MetricKind::NormalizedLogitDiff:
+      check_tokens(metric.answer, "answer");
+      check_tokens(metric.wrong, "wrong");
+      break;
+    case MetricKind::Prob:
+    case MetricKind::LogProb:
+      check_tokens(metric.answer, "answer");
+      break;
+    case MetricKind::CrossEntropy:
+      for (int p : positions_)
+        if (p + 1 >= T) throw InputError("metric: cross-entropy at the last position has no next token to score");
+      for (int64_t b = 0; b < B; ++b)
+        for (int p : positions_) targets_.push_back(clean.id(b, p + 1));
+      break;
+    case MetricKind::KL: {
+      Tensor l = logits_at(model, clean_hidden, positions_);
+      clean_logprobs_ = Tensor::uninitialized(l.shape());
+      for (int64_t r = 0; r < l.numel() / V; ++r) log_softmax(l.data() + r * V, V, clean_logprobs_.data_mut() + r * V);
+      break;
+    }
+  }
+  auto avg = [](const std::vector<float>& v) { return std::accumulate(v.begin(), v.end(), 0.0f) / v.size(); };
+  clean_ = avg(raw(clean_hidden));
+  corrupted_ = avg(raw(corrupted_hidden));
+  if (metric.kind == MetricKind::NormalizedLogitDiff && std::fabs(clean_ - corrupted_) < 1e-6f)
+    throw InputError("normalised logit difference: the clean and corrupted runs score the same (" +
+                     std::to_string(clean_) + "), so there is nothing to normalise by");
+}
+
+std::vector<float> Scorer::raw(const Tensor& hidden) const {
+  const int64_t B = hidden.size(0), T = hidden.size(1), D = hidden.size(2), V = model_.config().vocab_size;
+  const int64_t P = static_cast<int64_t>(positions_.size());
+  std::vector<float> out(B, 0.0f);
+  if (metric_.kind == MetricKind::LogitDiff || metric_.kind == MetricKind::NormalizedLogitDiff) {
+    // Two columns of the unembedding per row: no full logits.
+    const Tensor& W = model_.unembedding();
+    for (int64_t b = 0; b < B; ++b)
+      for (int p : positions_) {
+        const float* h = hidden.data() + (b * T + p) * D;
+        const float* wa = W.data() + int64_t(metric_.answer[b]) * D;
+        const float* ww = W.data() + int64_t(metric_.wrong[b]) * D;
+        double d = 0;
+        for (int64_t i = 0; i < D; ++i) d += static_cast<double>(h[i]) * (wa[i] - ww[i]);
+        out[b] += static_cast<float>(d) / P;
+      }
+    return out;
+  }
+  Tensor logits = logits_at(model_, hidden, positions_);
+  std::vector<float> lp(V);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < P; ++i) {
+      log_softmax(logits.data() + (b * P + i) * V, V, lp.data());
+      float v = 0;
+      switch (metric_.kind) {
+        case MetricKind::Prob: v = std::exp(lp[metric_.answer[b]]); break;
+        case MetricKind::LogProb: v = lp[metric_.answer[b]]; break;
+        case MetricKind::CrossEntropy: v = -lp[targets_[b * P + i]]; break;
+        case MetricKind::KL: {
+          const float* c = clean_logprobs_.data() + (b * P + i) * V;
+          double kl = 0;
+          for (int64_t t = 0; t < V; ++t) kl += std::exp(static_cast<double>(c[t])) * (c[t] - lp[t]);
+          v = static_cast<float>(kl);
+          break;
+        }
+        default: break;
+      }
+      out[b] += v / P;
+    }
+  return out;
+}
+
+std::vector<float> Scorer::per_example(const Tensor& hidden) const {
+  std::vector<float> v = raw(hidden);
+  if (metric_.kind == MetricKind::NormalizedLogitDiff)
+    for (float& x : v) x = (x - corrupted_) / (clean_ - corrupted_);
+  return v;
+}
+
+float Scorer::mean(const Tensor& hidden) const {
+  std::vector<float> v = per_example(hidden);
+  return std::accumulate(v.begin(), v.end(), 0.0f) / static_cast<float>(v.size());
+}
+
+}  // namespace pathpatch

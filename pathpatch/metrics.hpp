@@ -1,0 +1,68 @@
+#pragma once
+// Metrics of a patched run, from its final hidden states: logits are computed only at the scored
+// positions (and, for logit differences, only for the two answer tokens).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pathpatch/graph/batch.hpp"
+#include "pathpatch/graph/tensor.hpp"
+#include "pathpatch/models/model.hpp"
+
+namespace pathpatch {
+
+enum class MetricKind {
+  LogitDiff,            // logit(answer) - logit(wrong)
+  NormalizedLogitDiff,  // (patched - corrupted) / (clean - corrupted), by the batch means of the two
+  Prob,                 // p(answer)
+  LogProb,              // log p(answer)
+  KL,                   // KL(clean || patched) of the next-token distribution
+  CrossEntropy,         // -log p(next token of the clean input)
+};
+
+struct Metric {
+  MetricKind kind = MetricKind::LogitDiff;
+  std::vector<int32_t> answer;     // per batch row
+  std::vector<int32_t> wrong;      // per batch row (logit differences)
+  std::vector<int> positions{-1};  // scored positions, negative from the end; averaged over them
+
+  static Metric logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong, std::vector<int> positions = {-1});
+  static Metric normalized_logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong,
+                                      std::vector<int> positions = {-1});
+  static Metric prob(std::vector<int32_t> answer, std::vector<int> positions = {-1});
+  static Metric log_prob(std::vector<int32_t> answer, std::vector<int> positions = {-1});
+  static Metric kl(std::vector<int> positions = {-1});
+  static Metric cross_entropy(std::vector<int> positions = {});  // empty: every position but the last
+
+  std::string name() const;  // "logit difference", ... for titles and legends
+};
+
+// The logits [B, P, V] at `positions` (negative from the end) of final hidden states [B, T, D].
+Tensor logits_at(const Model& model, const Tensor& hidden, const std::vector<int>& positions);
+
+// Scores patched runs of one experiment. Holds the clean and corrupted references the metric
+// needs (their logits at the scored positions, their logit differences).
+class Scorer {
+ public:
+  // `clean_hidden` and `corrupted_hidden` are the plain runs' ln_final outputs.
+  Scorer(const Model& model, const Metric& metric, const Batch& clean, const Tensor& clean_hidden,
+         const Tensor& corrupted_hidden);
+
+  std::vector<float> per_example(const Tensor& hidden) const;  // one value per batch row
+  float mean(const Tensor& hidden) const;
+  float clean_value() const { return clean_; }
+  float corrupted_value() const { return corrupted_; }
+  const Metric& metric() const { return metric_; }
+
+ private:
+  std::vector<float> raw(const Tensor& hidden) const;  // before normalisation
+
+  const Model& model_;
+  Metric metric_;
+  std::vector<int> positions_;    // resolved, non-negative
+  std::vector<int32_t> targets_;  // cross-entropy: [B, P]
+  Tensor clean_logprobs_;         // KL: [B, P, V]
+  float clean_ = 0, corrupted_ = 0;
+};
+
+}  // namespace pathpatch

@@ -1,0 +1,106 @@
+#pragma once
+// The classic experiments on top of the engine:
+//  - activation patching over sites (nnpatch's vocabulary), and
+//  - path patching from senders to receivers (Wang et al. 2022, the IOI paper),
+// each as one run or as a sweep with a metric. Sweeps share one memo cache, so each variant pays
+// only for what it changes.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pathpatch/metrics.hpp"
+#include "pathpatch/rules.hpp"
+#include "pathpatch/run.hpp"
+
+namespace pathpatch {
+
+// A sweep's numbers with their axes: values has one axis per entry of `axes`.
+struct SweepResult {
+  std::string title;                              // "z", "senders -> logits", ...
+  std::string metric;                             // the metric's name
+  std::vector<std::string> axes;                  // "layer", "position", "head"
+  std::vector<std::vector<std::string>> labels;   // tick labels per axis
+  Tensor values;
+  float clean = 0, corrupted = 0;                 // the metric on the unpatched runs
+};
+
+// ---- Activation patching over sites ----------------------------------------------------------
+
+// Where values are patched, in nnpatch's terms. Site names: resid_pre, resid_mid, resid_post,
+// attn_out, mlp_out (per layer); z, q, k, v, pattern, result (per layer and head; for Llama k and
+// v count key/value heads).
+enum class SitePositions {
+  All,             // every position at once (no position axis)
+  Each,            // each position on its own (position axis)
+  Last,            // the last position only (no position axis)
+  LastK,           // each of the last k positions on its own (position axis)
+  Custom,          // each of the given positions on its own (position axis)
+  CustomConstant,  // the given positions together, in one run (no position axis)
+};
+
+struct Sites {
+  std::vector<std::string> names{"resid_pre", "attn_out", "mlp_out"};
+  std::vector<int> layers;                   // empty: every layer
+  SitePositions positions = SitePositions::All;
+  int k = 1;                                 // LastK
+  std::vector<int> custom;                   // Custom, CustomConstant (negative: from the end)
+};
+
+// Which run is patched with which input's values.
+enum class Direction {
+  Denoise,  // run the corrupted input, patch in clean values (TransformerLens's default)
+  Noise,    // run the clean input, patch in corrupted values
+};
+
+struct PatchingOptions {
+  Direction direction = Direction::Denoise;
+  std::shared_ptr<Cache> cache;  // reuse across calls; fresh if null
+};
+
+// One tensor per site name, with axes (layer, [position], [head]).
+std::map<std::string, SweepResult> activation_patching(const Model& model, const Batch& clean, const Batch& corrupted,
+                                                       const Sites& sites, const Metric& metric,
+                                                       const PatchingOptions& options = {});
+
+// ---- Path patching ---------------------------------------------------------------------------
+
+struct Sender {
+  int layer = 0;
+  int head = -1;  // -1: the layer's MLP
+};
+
+struct Receiver {
+  enum Kind { Logits, Q, K, V, Input } kind = Logits;  // Input: the head's q, k and v
+  int layer = -1;
+  int head = -1;
+  static Receiver logits() { return {}; }
+};
+
+struct PathPatchingOptions {
+  bool mlps_on_path = false;  // MLPs between sender and receiver are recomputed as part of the path
+  std::shared_ptr<Cache> cache;
+};
+
+// The rules of a path-patching experiment: paths from the receivers' inputs back to the senders
+// (through residual edges, and MLPs if asked) read the corrupted input (1); all others clean (0).
+// RuleError for a pair where the receiver does not come after the sender.
+PathRules path_patching_rules(const Model& model, const std::vector<Sender>& senders,
+                              const std::vector<Receiver>& receivers, bool mlps_on_path);
+
+// One experiment: the clean run with the senders' corrupted effect on the receivers.
+Result path_patch(const Model& model, const Batch& clean, const Batch& corrupted, const std::vector<Sender>& senders,
+                  const std::vector<Receiver>& receivers, const PathPatchingOptions& options = {});
+
+// Every head (and, if `include_mlps`, every MLP as head index H) as the sender to `receivers`:
+// axes (layer, head).
+SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& corrupted,
+                          const std::vector<Receiver>& receivers, const Metric& metric,
+                          const PathPatchingOptions& options = {}, bool include_mlps = false);
+
+// Every head after the senders as the receiver (its `kind` input): axes (layer, head).
+SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch& corrupted,
+                            const std::vector<Sender>& senders, Receiver::Kind kind, const Metric& metric,
+                            const PathPatchingOptions& options = {});
+
+}  // namespace pathpatch

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "pathpatch/graph/error.hpp"
 
@@ -31,24 +33,93 @@ std::string to_string(const Shape& shape) {
 }
 
 namespace {
+
+// Idle buffers by size. Only large buffers are pooled (small ones are cheap for malloc), and sizes
+// are rounded to whole pages so that similar shapes share buckets.
+class BufferPool {
+ public:
+  static constexpr size_t kMinPooled = 64 << 10;
+
+  void* get(size_t bytes) {
+    if (bytes >= kMinPooled) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = idle_.find(bytes);
+      if (it != idle_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        held_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+
+  void put(void* p, size_t bytes) {
+    if (bytes >= kMinPooled) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (held_ + bytes <= limit_) {
+        idle_[bytes].push_back(p);
+        held_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  void set_limit(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    limit_ = bytes;
+    for (auto& [size, list] : idle_)
+      while (held_ > limit_ && !list.empty()) {
+        std::free(list.back());
+        list.pop_back();
+        held_ -= size;
+      }
+  }
+
+  size_t held() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> idle_;
+  size_t held_ = 0;
+  size_t limit_ = size_t(1) << 30;
+};
+
+// Never destroyed: tensors in static storage may outlive any destruction order.
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool;
+  return *p;
+}
+
 // 64-byte aligned buffers: whole cache lines for the GEMM and the vectorised loops.
 std::shared_ptr<float> allocate(int64_t count) {
   size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
-  bytes = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw std::bad_alloc();
-  return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
+  bytes = bytes >= BufferPool::kMinPooled ? (bytes + 4095) / 4096 * 4096 : (bytes + 63) / 64 * 64;
+  void* p = pool().get(bytes);
+  return std::shared_ptr<float>(static_cast<float*>(p), [bytes](float* q) { pool().put(q, bytes); });
 }
+
 }  // namespace
 
-Tensor::Tensor(Shape shape) : shape_(std::move(shape)), data_(allocate(numel())), owned_(true) {
+void set_buffer_pool_limit(size_t bytes) { pool().set_limit(bytes); }
+size_t buffer_pool_idle_bytes() { return pool().held(); }
+
+Tensor::Tensor(Shape shape)
+    : shape_(std::move(shape)), numel_(pathpatch::numel(shape_)), data_(allocate(numel_)), owned_(true) {
   std::memset(data_.get(), 0, bytes());
 }
 
 Tensor Tensor::uninitialized(Shape shape) {
   Tensor t;
   t.shape_ = std::move(shape);
-  t.data_ = allocate(t.numel());
+  t.numel_ = pathpatch::numel(t.shape_);
+  t.data_ = allocate(t.numel_);
   t.owned_ = true;
   return t;
 }
@@ -70,6 +141,7 @@ Tensor Tensor::full(Shape shape, float value) {
 Tensor Tensor::borrow(Shape shape, std::shared_ptr<const void> owner, const float* data) {
   Tensor t;
   t.shape_ = std::move(shape);
+  t.numel_ = pathpatch::numel(t.shape_);
   // The aliasing constructor keeps `owner` alive for as long as any view exists.
   t.data_ = std::shared_ptr<float>(std::const_pointer_cast<void>(owner), const_cast<float*>(data));
   t.owned_ = false;
@@ -101,7 +173,7 @@ Tensor Tensor::reshape(Shape shape) const {
            "reshape " + to_string(shape_) + " to " + to_string(shape));
   Tensor t = *this;
   t.shape_ = std::move(shape);
-  return t;
+  return t;  // numel unchanged
 }
 
 Tensor Tensor::slice0(int64_t begin, int64_t end) const {
@@ -111,6 +183,7 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
   Tensor t;
   t.shape_ = shape_;
   t.shape_[0] = end - begin;
+  t.numel_ = (end - begin) * row;
   t.data_ = std::shared_ptr<float>(data_, data_.get() + begin * row);
   t.owned_ = owned_;
   return t;

@@ -31,7 +31,7 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   int dim() const { return static_cast<int>(shape_.size()); }
   int64_t size(int axis) const;  // negative axes count from the end
-  int64_t numel() const { return pathpatch::numel(shape_); }
+  int64_t numel() const { return numel_; }
   size_t bytes() const { return static_cast<size_t>(numel()) * sizeof(float); }
 
   const float* data() const { return data_.get(); }
@@ -48,9 +48,15 @@ class Tensor {
 
  private:
   Shape shape_;
+  int64_t numel_ = 0;
   std::shared_ptr<float> data_;
   bool owned_ = false;  // false for borrowed (possibly read-only mapped) memory
 };
+
+// Large tensor buffers are recycled through a pool, so a forward does not fault in fresh pages for
+// every activation. `bytes` caps what the pool keeps idle (default 1 GiB); 0 disables it.
+void set_buffer_pool_limit(size_t bytes);
+size_t buffer_pool_idle_bytes();
 
 // Max |a - b| over all elements; shapes must match.
 float max_abs_diff(const Tensor& a, const Tensor& b);

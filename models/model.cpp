@@ -8,6 +8,7 @@
 #include "pathpatch/graph/error.hpp"
 #include "pathpatch/graph/kernels.hpp"
 #include "pathpatch/models/checkpoint.hpp"
+#include "pathpatch/models/tokenizer.hpp"
 
 namespace pathpatch {
 
@@ -99,6 +100,7 @@ Model Model::load(const fs::path& dir) {
   Checkpoint ck = Checkpoint::open(dir);
   Model m(cfg, ck);
   m.dir_ = dir;
+  m.tokenizer_ = load_tokenizer(dir);
   return m;
 }
 
@@ -157,6 +159,18 @@ Model::Model(ModelConfig cfg, const Checkpoint& ck) : cfg_(std::move(cfg)), dir_
     for (int64_t i = 0; i < E / 2; ++i)
       inv_freq_.push_back(1.0 / std::pow(static_cast<double>(cfg_.rope_theta), 2.0 * i / E));
   }
+}
+
+Batch Model::encode(const std::vector<std::string>& texts) const {
+  if (!tokenizer_)
+    throw TokenizerError(dir_.string() + ": this model folder has no tokenizer (vocab.json + merges.txt, "
+                         "tokenizer.model or tokenizer.json); pass token ids instead");
+  std::vector<std::vector<int32_t>> rows;
+  for (const std::string& t : texts) rows.push_back(tokenizer_->encode_prompt(t));
+  const int pad = cfg_.eos_token_id >= 0 ? cfg_.eos_token_id : 0;  // masked out: any valid id will do
+  Batch b = Batch::from_rows(rows, pad);
+  validate(b, "encoded text");
+  return b;
 }
 
 void Model::validate(const Batch& batch, const std::string& what) const {

@@ -69,7 +69,10 @@ class Model final : public Backend {
   // InputError unless the batch fits this model (ids in the vocabulary, length within context).
   void validate(const Batch& batch, const std::string& what) const;
 
+  // The tokenizer found beside the weights (nullptr if none), and text -> a left-padded batch
+  // (BOS first where Hugging Face adds it). TokenizerError if the model has no tokenizer.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  Batch encode(const std::vector<std::string>& texts) const;
   void set_tokenizer(std::shared_ptr<const Tokenizer> t) { tokenizer_ = std::move(t); }
 
   // Backend: one function per step.

@@ -7,4 +7,8 @@
 #include "pathpatch/graph/tensor.hpp"
 #include "pathpatch/models/config.hpp"
 #include "pathpatch/models/model.hpp"
+#include "pathpatch/models/tokenizer.hpp"
+#include "pathpatch/metrics.hpp"
+#include "pathpatch/patching.hpp"
+#include "pathpatch/rules.hpp"
 #include "pathpatch/run.hpp"

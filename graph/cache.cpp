@@ -1,6 +1,7 @@
 #include "pathpatch/graph/cache.hpp"
 
 #include "pathpatch/graph/error.hpp"
+#include "pathpatch/graph/intervention.hpp"
 
 namespace pathpatch {
 
@@ -17,21 +18,30 @@ void Cache::set_cost(ExprId id, double flops) {
   cost_[id] = flops;
 }
 
-std::optional<Tensor> Cache::get(ExprId id, int32_t slot) {
-  auto it = map_.find(key(id, slot));
-  if (it == map_.end()) {
-    ++counters_.misses;
-    return std::nullopt;
-  }
-  ++counters_.hits;
+size_t Cache::KeyHash::operator()(const Key& k) const {
+  uint64_t h = hash_combine(k.id, static_cast<uint64_t>(k.slot));
+  return static_cast<size_t>(hash_combine(h, static_cast<uint64_t>(k.rows.lo * 1000003 + k.rows.hi)));
+}
+
+std::optional<Tensor> Cache::lookup(const Key& k) {
+  auto it = map_.find(k);
+  if (it == map_.end()) return std::nullopt;
   lru_.splice(lru_.begin(), lru_, it->second.pos);
   return it->second.value;
 }
 
-bool Cache::contains(ExprId id, int32_t slot) const { return map_.count(key(id, slot)) > 0; }
+std::optional<Tensor> Cache::get(ExprId id, int32_t slot, Rows rows, int64_t seq) {
+  std::optional<Tensor> hit = lookup(Key{id, slot, kAll});
+  if (hit && !(rows == kAll) && !(rows.lo == 0 && rows.hi == seq)) hit = slice1(*hit, rows.lo, rows.hi);
+  if (!hit && !(rows == kAll)) hit = lookup(Key{id, slot, rows.lo == 0 && rows.hi == seq ? kAll : rows});
+  ++(hit ? counters_.hits : counters_.misses);
+  return hit;
+}
 
-void Cache::put(ExprId id, const Tensor& value, int32_t slot) {
-  Key k = key(id, slot);
+bool Cache::contains(ExprId id, int32_t slot, Rows rows) const { return map_.count(Key{id, slot, rows}) > 0; }
+
+void Cache::put(ExprId id, const Tensor& value, int32_t slot, Rows rows) {
+  Key k{id, slot, rows};
   if (map_.count(k)) return;  // entries are immutable: the first value stays
   uint64_t bytes = value.bytes();
   if (bytes > budget_) return;  // larger than the whole budget: computed, used, not kept

@@ -25,6 +25,12 @@ struct CacheCounters {
   uint64_t peak_bytes = 0;
 };
 
+// Positions [lo, hi) a cache entry holds; the default, {-1, -1}, stands for all of them.
+struct CacheRows {
+  int64_t lo = -1, hi = -1;
+  bool operator==(const CacheRows& o) const { return lo == o.lo && hi == o.hi; }
+};
+
 class Cache {
  public:
   static constexpr uint64_t kDefaultBudget = 4ull << 30;
@@ -33,10 +39,18 @@ class Cache {
   ExprTable& exprs() { return exprs_; }
   const ExprTable& exprs() const { return exprs_; }
 
-  // `slot` 0 is an expression's value; slot a + 1 a captured activation a computed inside it.
-  std::optional<Tensor> get(ExprId id, int32_t slot = 0);
-  void put(ExprId id, const Tensor& value, int32_t slot = 0);
-  bool contains(ExprId id, int32_t slot = 0) const;
+  // `slot` 0 is an expression's value; slot a + 1 a captured activation a computed inside it;
+  // kKeys / kValues an attention's keys (after RoPE) and values. A value may be held for all
+  // positions (rows = kAll) or for a window of positions [lo, hi) (axis 1).
+  static constexpr int32_t kKeys = 1 << 30, kValues = (1 << 30) + 1;
+  using Rows = CacheRows;
+  static constexpr Rows kAll{};
+
+  // The value for `rows` of `seq` positions: from an entry for all positions (sliced) or for
+  // exactly those rows.
+  std::optional<Tensor> get(ExprId id, int32_t slot = 0, Rows rows = kAll, int64_t seq = 0);
+  void put(ExprId id, const Tensor& value, int32_t slot = 0, Rows rows = kAll);
+  bool contains(ExprId id, int32_t slot = 0, Rows rows = kAll) const;
   void clear();  // drops values, keeps provenance
 
   uint64_t budget() const { return budget_; }
@@ -54,9 +68,17 @@ class Cache {
   void set_cost(ExprId id, double flops);
 
  private:
-  using Key = uint64_t;
-  static Key key(ExprId id, int32_t slot) { return (uint64_t(id) << 32) | uint32_t(slot); }
+  struct Key {
+    ExprId id;
+    int32_t slot;
+    Rows rows;
+    bool operator==(const Key& o) const { return id == o.id && slot == o.slot && rows == o.rows; }
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
   void evict_to(uint64_t bytes);
+  std::optional<Tensor> lookup(const Key& k);
 
   ExprTable exprs_;
   uint64_t budget_;
@@ -67,7 +89,7 @@ class Cache {
     Tensor value;
     std::list<Key>::iterator pos;
   };
-  std::unordered_map<Key, Entry> map_;
+  std::unordered_map<Key, Entry, KeyHash> map_;
   CacheCounters counters_;
 };
 

@@ -137,7 +137,8 @@ void for_selected(const Shape& shape, int pos_axis, int head_axis, const std::ve
 
 }  // namespace
 
-void apply_intervention(const Activation& info, const BoundIntervention& iv, Tensor& x, const Tensor* source) {
+void apply_intervention(const Activation& info, const BoundIntervention& iv, Tensor& x, const Tensor* source,
+                        int64_t pos_offset) {
   if (iv.op == Op::Probe) return;
   const Shape& shape = x.shape();
   float* dst = x.data_mut();
@@ -157,11 +158,23 @@ void apply_intervention(const Activation& info, const BoundIntervention& iv, Ten
     PP_CHECK(source && source->shape() == shape,
              "replace source for " + info.name + " has shape " + (source ? to_string(source->shape()) : "none"));
   }
-  if (iv.heads.empty() && iv.positions.empty()) {
+  // A value broadcasts over the whole activation; only zero and replace apply to a window.
+  PP_CHECK(pos_offset == 0 || iv.op == Op::Zero || iv.op == Op::Replace, "add/set applied to a window of positions");
+  if (iv.heads.empty() && iv.positions.empty() && pos_offset == 0) {
     for (int64_t i = 0; i < total; ++i) body(i);
     return;
   }
-  for_selected(shape, info.pos_axis(), info.head_axis(), iv.positions, iv.heads, body);
+  std::vector<int> positions;  // in x's own positions
+  const int pos_axis = info.pos_axis();
+  const int64_t n = pos_axis >= 0 ? shape[pos_axis] : 0;
+  if (iv.positions.empty()) {
+    for (int64_t p = 0; p < n; ++p) positions.push_back(static_cast<int>(p));
+  } else {
+    for (int p : iv.positions)
+      if (p >= pos_offset && p < pos_offset + n) positions.push_back(static_cast<int>(p - pos_offset));
+    if (positions.empty()) return;
+  }
+  for_selected(shape, pos_axis, info.head_axis(), positions, iv.heads, body);
 }
 
 }  // namespace pathpatch

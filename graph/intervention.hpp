@@ -53,9 +53,10 @@ struct BoundIntervention {
 };
 
 // Applies one intervention to `x` (the activation's value, writable) given its axis layout;
-// `source` is the replacing value for Replace. ShapeError-free by construction: shapes were
-// checked when the intervention was bound.
-void apply_intervention(const Activation& info, const BoundIntervention& iv, Tensor& x, const Tensor* source);
+// `source` is the replacing value for Replace (shaped like x). `x` may hold positions
+// [pos_offset, pos_offset + n) of the activation; selected positions outside are skipped.
+void apply_intervention(const Activation& info, const BoundIntervention& iv, Tensor& x, const Tensor* source,
+                        int64_t pos_offset = 0);
 
 // Checks a value for Add/Set against an activation of shape `shape` (trailing-axis broadcast).
 void check_broadcast(const Tensor& value, const Shape& shape, const std::string& what);

@@ -10,6 +10,7 @@ const char* expr_kind_name(ExprKind k) {
     case ExprKind::Rows: return "Rows";
     case ExprKind::AttnZ: return "AttnZ";
     case ExprKind::AttnZHeads: return "AttnZHeads";
+    case ExprKind::ZGather: return "ZGather";
     case ExprKind::AttnOut: return "AttnOut";
     case ExprKind::Mlp: return "Mlp";
     case ExprKind::Add: return "Add";

@@ -21,6 +21,7 @@ enum class ExprKind : uint8_t {
   Rows,        // position P's row from args[P]             args: [T]
   AttnZ,       // ln1 .. z of one attention on one input     args: {x}
   AttnZHeads,  // z with per-head q/k/v inputs               args: [3H] (q,k,v of head 0, 1, ...)
+  ZGather,     // head h's z from args[h] (an AttnZ)         args: [H]
   AttnOut,     // result, attn_out from z                    args: {z}
   Mlp,         // ln2 .. mlp_out                             args: {x}
   Add,         // residual sum at aL / fL                    args: {residual, sub-layer}

@@ -236,3 +236,40 @@ Tensor concat0(const std::vector<Tensor>& parts) {
 }
 
 }  // namespace pathpatch
+
+namespace pathpatch {
+
+Tensor slice1(const Tensor& t, int64_t begin, int64_t end) {
+  PP_CHECK(t.dim() >= 2 && 0 <= begin && begin <= end && end <= t.size(1),
+           "slice1 [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + to_string(t.shape()));
+  if (begin == 0 && end == t.size(1)) return t;
+  const int64_t B = t.size(0), T = t.size(1), inner = T ? t.numel() / (B * T) : 0;
+  Shape shape = t.shape();
+  shape[1] = end - begin;
+  Tensor out = Tensor::uninitialized(shape);
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(out.data_mut() + b * (end - begin) * inner, t.data() + (b * T + begin) * inner,
+                (end - begin) * inner * sizeof(float));
+  return out;
+}
+
+Tensor concat1(const Tensor& a, const Tensor& b) {
+  PP_CHECK(a.dim() >= 2 && a.dim() == b.dim() && a.size(0) == b.size(0) &&
+               std::equal(a.shape().begin() + 2, a.shape().end(), b.shape().begin() + 2),
+           "concat1 of " + to_string(a.shape()) + " and " + to_string(b.shape()));
+  const int64_t B = a.size(0), Ta = a.size(1), Tb = b.size(1);
+  const int64_t inner = a.numel() ? a.numel() / (B * Ta) : (b.numel() ? b.numel() / (B * Tb) : 0);
+  Shape shape = a.shape();
+  shape[1] = Ta + Tb;
+  Tensor out = Tensor::uninitialized(shape);
+  float* o = out.data_mut();
+  for (int64_t i = 0; i < B; ++i) {
+    std::memcpy(o, a.data() + i * Ta * inner, Ta * inner * sizeof(float));
+    o += Ta * inner;
+    std::memcpy(o, b.data() + i * Tb * inner, Tb * inner * sizeof(float));
+    o += Tb * inner;
+  }
+  return out;
+}
+
+}  // namespace pathpatch

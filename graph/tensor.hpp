@@ -63,5 +63,8 @@ float max_abs_diff(const Tensor& a, const Tensor& b);
 bool bit_equal(const Tensor& a, const Tensor& b);
 // Concatenate along axis 0; all other axes must match.
 Tensor concat0(const std::vector<Tensor>& parts);
+// Axis 1 is the position axis of every activation that is passed between steps ([B, T, ...]).
+Tensor slice1(const Tensor& t, int64_t begin, int64_t end);  // a copy of positions [begin, end)
+Tensor concat1(const Tensor& a, const Tensor& b);            // positions of a, then of b
 
 }  // namespace pathpatch

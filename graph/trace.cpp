@@ -74,15 +74,47 @@ Tracer::Tracer(const Graph& g, ExprTable& exprs, std::vector<uint64_t> input_key
   }
 }
 
-ExprId Tracer::step(ExprKind kind, NodeId node, Stage stage, std::vector<ExprId> args, uint64_t input) {
-  ExprId e = exprs_.intern(Expr{kind, node, iv_.inside(node, stage), input, std::move(args)});
+void Tracer::set_reference(std::map<std::pair<NodeId, Stage>, ExprId> steps, std::vector<int64_t> first_difference) {
+  ref_steps_ = std::move(steps);
+  first_difference_ = std::move(first_difference);
+  for (const auto& [where, e] : ref_steps_) ref_exprs_.insert(e);
+}
+
+int64_t Tracer::clean_rows(ExprId e) const {
+  if (ref_exprs_.count(e)) return seq_;
+  auto it = facts_.find(e);
+  return it == facts_.end() ? 0 : it->second.clean;
+}
+
+ExprId Tracer::intern(Expr e, Stage stage, int64_t clean) {
+  const uint32_t ilist = e.interventions;
+  const NodeId node = e.node;
+  ExprId id = exprs_.intern(std::move(e));
+  if (ref_steps_.empty() || ref_exprs_.count(id)) return id;
+  // Interventions change the rows they select, and those after them.
+  for (const BoundIntervention& iv : exprs_.list(ilist))
+    clean = std::min<int64_t>(clean, iv.positions.empty() ? 0 : iv.positions.front());
+  auto ref = ref_steps_.find({node, stage});
+  if (clean > 0 && ref != ref_steps_.end()) facts_[id] = RowFact{ref->second, clean};
+  return id;
+}
+
+ExprId Tracer::step(ExprKind kind, NodeId node, Stage stage, std::vector<ExprId> args, uint64_t input,
+                    int64_t clean, bool patch_output) {
+  if (clean < 0) {  // position-wise and causal steps: clean as long as all they read is
+    clean = seq_;
+    for (ExprId a : args) clean = std::min(clean, clean_rows(a));
+  }
+  ExprId e = intern(Expr{kind, node, iv_.inside(node, stage), input, std::move(args)}, stage, clean);
   if (steps_) (*steps_)[{node, stage}] = e;
-  if (uint32_t after = iv_.after(node, stage)) e = exprs_.intern(Expr{ExprKind::Patch, node, after, 0, {e}});
+  if (uint32_t after = iv_.after(node, stage); after && patch_output)
+    e = intern(Expr{ExprKind::Patch, node, after, 0, {e}}, stage, clean_rows(e));
   return e;
 }
 
 ExprId Tracer::embed(int input) {
-  return step(ExprKind::Embed, g_.lookup_node("emb"), Stage::Embed, {}, inputs_.at(input));
+  int64_t clean = first_difference_.empty() ? 0 : first_difference_.at(input);
+  return step(ExprKind::Embed, g_.lookup_node("emb"), Stage::Embed, {}, inputs_.at(input), clean);
 }
 
 ExprId Tracer::attention(int layer, ExprId x) {
@@ -93,11 +125,24 @@ ExprId Tracer::attention(int layer, ExprId x) {
 
 ExprId Tracer::attention_heads(int layer, const std::vector<ExprId>& qkv) {
   PP_CHECK(qkv.size() == 3u * g_.n_heads, "attention_heads needs q, k, v for every head");
-  bool same = true;
+  bool same = true, per_head = true;
   for (ExprId e : qkv) same = same && e == qkv[0];
   if (same) return attention(layer, qkv[0]);  // canonical form: one input for every head
+  for (int h = 0; h < g_.n_heads; ++h) per_head = per_head && qkv[3 * h] == qkv[3 * h + 1] && qkv[3 * h] == qkv[3 * h + 2];
   NodeId n = attn_of_layer_.at(layer);
-  ExprId z = step(ExprKind::AttnZHeads, n, Stage::AttnZ, qkv);
+  ExprId z;
+  if (per_head) {
+    // Each head reads one input: its z is that head's slice of the whole attention on that input,
+    // which other experiments (the plain runs) compute and cache anyway.
+    std::vector<ExprId> zs;
+    for (int h = 0; h < g_.n_heads; ++h) zs.push_back(step(ExprKind::AttnZ, n, Stage::AttnZ, {qkv[3 * h]}, 0, -1, false));
+    int64_t clean = seq_;
+    for (ExprId a : zs) clean = std::min(clean, clean_rows(a));
+    z = intern(Expr{ExprKind::ZGather, n, 0, 0, zs}, Stage::AttnZ, clean);
+    if (uint32_t after = iv_.after(n, Stage::AttnZ)) z = intern(Expr{ExprKind::Patch, n, after, 0, {z}}, Stage::AttnZ, clean_rows(z));
+  } else {
+    z = step(ExprKind::AttnZHeads, n, Stage::AttnZ, qkv);
+  }
   return step(ExprKind::AttnOut, n, Stage::AttnOut, {z});
 }
 
@@ -108,7 +153,16 @@ ExprId Tracer::rows(NodeId node, const std::vector<ExprId>& parts) {
   bool same = true;
   for (ExprId e : parts) same = same && e == parts[0];
   if (same) return parts[0];  // canonical form: nothing was split
-  return exprs_.intern(Expr{ExprKind::Rows, node, 0, 0, parts});
+  // Position P is clean when P is before the first change of the part it comes from.
+  int64_t clean = seq_;
+  for (int64_t P = 0; P < seq_ && clean == seq_; ++P)
+    if (P >= clean_rows(parts[P])) clean = P;
+  const NodeId prev = g_.node(node).inputs[0];
+  const Stage stage = g_.node(prev).kind == NodeKind::Embed ? Stage::Embed : Stage::Residual;
+  ExprId id = exprs_.intern(Expr{ExprKind::Rows, node, 0, 0, parts});
+  auto ref = ref_steps_.find({prev, stage});
+  if (clean > 0 && ref != ref_steps_.end() && !ref_exprs_.count(id)) facts_[id] = RowFact{ref->second, clean};
+  return id;
 }
 
 ExprId Tracer::residual(NodeId node, ExprId residual, ExprId sublayer) {

@@ -5,6 +5,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,15 @@ namespace pathpatch {
 
 using WhichFn = std::function<int(const Path&)>;
 using BranchFn = std::function<Split(const Path&)>;
+
+// What the tracer knows about a step's positions: rows [0, clean) of the step equal rows
+// [0, clean) of `ref`, the same step of the reference run (the plain forward of input 0, no
+// interventions). Causal attention and position-wise steps keep the rows before the first change.
+struct RowFact {
+  ExprId ref = 0;
+  int64_t clean = 0;
+};
+using RowFacts = std::unordered_map<ExprId, RowFact>;
 
 // One run's interventions, indexed by where they act.
 class InterventionIndex {
@@ -48,6 +59,12 @@ class Tracer {
   ExprId plain(int input, std::map<std::pair<NodeId, Stage>, ExprId>* steps = nullptr);
   uint64_t visits() const { return visits_; }
 
+  // Enables row facts: the reference run's steps (a plain trace of input 0 with no interventions)
+  // and, per input, its first position that differs from input 0.
+  void set_reference(std::map<std::pair<NodeId, Stage>, ExprId> steps, std::vector<int64_t> first_difference);
+  const RowFacts& facts() const { return facts_; }
+  bool has_reference() const { return !ref_steps_.empty(); }
+
   // Building blocks, one step each: interventions of the run are attached here.
   ExprId embed(int input);
   ExprId attention(int layer, ExprId x);
@@ -63,7 +80,10 @@ class Tracer {
   const std::string& pos_edge(NodeId sublayer, int pos) const { return pos_names_.at(sublayer)[pos]; }
 
  private:
-  ExprId step(ExprKind kind, NodeId node, Stage stage, std::vector<ExprId> args, uint64_t input = 0);
+  ExprId step(ExprKind kind, NodeId node, Stage stage, std::vector<ExprId> args, uint64_t input = 0,
+              int64_t clean = -1, bool patch_output = true);
+  ExprId intern(Expr e, Stage stage, int64_t clean);  // hash-conses and records the row fact
+  int64_t clean_rows(ExprId e) const;
   ExprId value_of(NodeId n);
   ExprId sublayer(NodeId sub);
   ExprId sublayer_on(NodeId sub, ExprId x);
@@ -85,6 +105,11 @@ class Tracer {
   const BranchFn* branch_ = nullptr;
   uint64_t visits_ = 0, budget_ = 0;
   std::map<std::pair<NodeId, Stage>, ExprId>* steps_ = nullptr;
+
+  std::map<std::pair<NodeId, Stage>, ExprId> ref_steps_;
+  std::unordered_set<ExprId> ref_exprs_;
+  std::vector<int64_t> first_difference_;
+  RowFacts facts_;
 };
 
 }  // namespace pathpatch

@@ -1,5 +1,6 @@
 #include "pathpatch/metrics.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -113,22 +114,28 @@ Scorer::Scorer(const Model& model, const Metric& metric, const Batch& clean, con
     }
   }
   auto avg = [](const std::vector<float>& v) { return std::accumulate(v.begin(), v.end(), 0.0f) / v.size(); };
-  clean_ = avg(raw(clean_hidden));
-  corrupted_ = avg(raw(corrupted_hidden));
+  clean_ = avg(raw(clean_hidden, 0));
+  corrupted_ = avg(raw(corrupted_hidden, 0));
   if (metric.kind == MetricKind::NormalizedLogitDiff && std::fabs(clean_ - corrupted_) < 1e-6f)
     throw InputError("normalised logit difference: the clean and corrupted runs score the same (" +
                      std::to_string(clean_) + "), so there is nothing to normalise by");
 }
 
-std::vector<float> Scorer::raw(const Tensor& hidden) const {
+int64_t Scorer::first_position() const { return *std::min_element(positions_.begin(), positions_.end()); }
+int64_t Scorer::last_position() const { return *std::max_element(positions_.begin(), positions_.end()); }
+
+std::vector<float> Scorer::raw(const Tensor& hidden, int64_t first) const {
   const int64_t B = hidden.size(0), T = hidden.size(1), D = hidden.size(2), V = model_.config().vocab_size;
   const int64_t P = static_cast<int64_t>(positions_.size());
+  PP_CHECK(first <= first_position() && last_position() < first + T, "hidden states without the scored positions");
+  std::vector<int> local;
+  for (int p : positions_) local.push_back(static_cast<int>(p - first));
   std::vector<float> out(B, 0.0f);
   if (metric_.kind == MetricKind::LogitDiff || metric_.kind == MetricKind::NormalizedLogitDiff) {
     // Two columns of the unembedding per row: no full logits.
     const Tensor& W = model_.unembedding();
     for (int64_t b = 0; b < B; ++b)
-      for (int p : positions_) {
+      for (int p : local) {
         const float* h = hidden.data() + (b * T + p) * D;
         const float* wa = W.data() + int64_t(metric_.answer[b]) * D;
         const float* ww = W.data() + int64_t(metric_.wrong[b]) * D;
@@ -138,7 +145,7 @@ std::vector<float> Scorer::raw(const Tensor& hidden) const {
       }
     return out;
   }
-  Tensor logits = logits_at(model_, hidden, positions_);
+  Tensor logits = logits_at(model_, hidden, local);
   std::vector<float> lp(V);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < P; ++i) {
@@ -162,15 +169,15 @@ std::vector<float> Scorer::raw(const Tensor& hidden) const {
   return out;
 }
 
-std::vector<float> Scorer::per_example(const Tensor& hidden) const {
-  std::vector<float> v = raw(hidden);
+std::vector<float> Scorer::per_example(const Tensor& hidden, int64_t first) const {
+  std::vector<float> v = raw(hidden, first);
   if (metric_.kind == MetricKind::NormalizedLogitDiff)
     for (float& x : v) x = (x - corrupted_) / (clean_ - corrupted_);
   return v;
 }
 
-float Scorer::mean(const Tensor& hidden) const {
-  std::vector<float> v = per_example(hidden);
+float Scorer::mean(const Tensor& hidden, int64_t first) const {
+  std::vector<float> v = per_example(hidden, first);
   return std::accumulate(v.begin(), v.end(), 0.0f) / static_cast<float>(v.size());
 }
 

@@ -48,14 +48,18 @@ class Scorer {
   Scorer(const Model& model, const Metric& metric, const Batch& clean, const Tensor& clean_hidden,
          const Tensor& corrupted_hidden);
 
-  std::vector<float> per_example(const Tensor& hidden) const;  // one value per batch row
-  float mean(const Tensor& hidden) const;
+  // One value per batch row. `hidden` holds positions [first, first + hidden.size(1)), which must
+  // include the scored ones (first_position() .. last_position()).
+  std::vector<float> per_example(const Tensor& hidden, int64_t first = 0) const;
+  float mean(const Tensor& hidden, int64_t first = 0) const;
+  int64_t first_position() const;
+  int64_t last_position() const;
   float clean_value() const { return clean_; }
   float corrupted_value() const { return corrupted_; }
   const Metric& metric() const { return metric_; }
 
  private:
-  std::vector<float> raw(const Tensor& hidden) const;  // before normalisation
+  std::vector<float> raw(const Tensor& hidden, int64_t first) const;  // before normalisation
 
   const Model& model_;
   Metric metric_;

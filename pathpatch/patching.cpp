@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "pathpatch/graph/error.hpp"
+#include "pathpatch/graph/evaluator.hpp"
 
 namespace pathpatch {
 
@@ -46,6 +48,15 @@ std::vector<int> all_layers(const Model& m, const std::vector<int>& layers) {
   return layers;
 }
 
+// The final hidden states a sweep needs: the scored positions, through the shared cache.
+ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cache) {
+  ExperimentOptions o;
+  o.cache = cache;
+  o.first = scorer.first_position();
+  o.last = scorer.last_position();
+  return o;
+}
+
 // The plain runs both experiments compare against, through the shared cache.
 Tensor plain_hidden(const Model& m, const Batch& b, const std::shared_ptr<Cache>& cache) {
   RunOptions o;
@@ -55,6 +66,51 @@ Tensor plain_hidden(const Model& m, const Batch& b, const std::shared_ptr<Cache>
 }
 
 }  // namespace
+
+std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>& inputs,
+                                    const std::vector<Experiment>& experiments, const ExperimentOptions& options) {
+  check_inputs(model, inputs);
+  const int64_t T = inputs[0].seq;
+  const int64_t last = options.last < 0 ? T - 1 : options.last;
+  if (options.first < 0 || options.first > last || last >= T)
+    throw InputError("run_experiments: positions " + std::to_string(options.first) + ".." + std::to_string(last) +
+                     " are not within the " + std::to_string(T) + " positions");
+  auto cache = options.cache ? options.cache : std::make_shared<Cache>();
+  cache->bind_owner(model.id());
+  ExprTable& exprs = cache->exprs();
+  std::vector<uint64_t> keys;
+  for (const Batch& b : inputs) keys.push_back(exprs.add_input(b));
+
+  // Rules compile once per distinct rule set (a sweep often repeats one).
+  std::map<std::pair<std::vector<std::pair<std::string, int>>, int>, std::unique_ptr<CompiledRules>> compiled;
+  RowFacts facts;  // facts agree between experiments: they share inputs and reference
+  std::vector<ExprId> roots;
+  for (const Experiment& x : experiments) {
+    x.rules.check_inputs(inputs.size());
+    for (const Intervention& iv : x.interventions)
+      if (iv.op == Op::Probe) throw InputError("run_experiments: probes are not recorded here; use run()");
+    std::vector<std::pair<std::string, int>> key_rules;
+    for (const PathRule& r : x.rules.rules()) key_rules.emplace_back(r.pattern, r.input);
+    auto& slot = compiled[{key_rules, x.rules.default_input()}];
+    if (!slot) slot = std::make_unique<CompiledRules>(model, T, x.rules);
+    std::vector<BoundIntervention> bound = bind_interventions(model, exprs, inputs, keys, x.interventions);
+    InterventionIndex index(model.graph(), exprs, bound);
+    Tracer tracer(model.graph(), exprs, keys, T, index);
+    detail::set_reference(tracer, model, exprs, inputs, keys);
+    roots.push_back(slot->trace(tracer));
+    for (const auto& [e, fact] : tracer.facts()) facts[e] = fact;
+  }
+
+  InterventionIndex none;
+  Evaluator ev(model, *cache, inputs[0], none, inputs.size() > 1 ? &facts : nullptr);
+  std::vector<Tensor> out;
+  const size_t chunk = std::max<size_t>(options.chunk, 1);
+  for (size_t i = 0; i < roots.size(); i += chunk) {
+    std::vector<ExprId> part(roots.begin() + i, roots.begin() + std::min(roots.size(), i + chunk));
+    for (Tensor& h : ev.values(part, {options.first, last + 1})) out.push_back(std::move(h));
+  }
+  return out;
+}
 
 std::map<std::string, SweepResult> activation_patching(const Model& model, const Batch& clean, const Batch& corrupted,
                                                        const Sites& sites, const Metric& metric,
@@ -127,21 +183,27 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
       res.axes.push_back("head");
       res.labels.push_back(numbers(heads));
     }
-    res.values = Tensor(shape);
-    float* v = res.values.data_mut();
-    for (int L : layers)
-      for (const auto& group : groups)
+    // Experiments patching the same positions go together: their later layers change the same
+    // positions and stack into one GEMM per step.
+    std::vector<Experiment> experiments;
+    std::vector<int64_t> cells;
+    const int64_t G = static_cast<int64_t>(groups.size());
+    for (int64_t gi = 0; gi < G; ++gi)
+      for (size_t li = 0; li < layers.size(); ++li)
         for (int h = 0; h < heads; ++h) {
-          RunOptions o;
-          o.cache = cache;
-          o.logits = false;
           Select sel;
-          sel.positions = group;
+          sel.positions = groups[gi];
           if (per_head) sel.heads = {h};
-          o.interventions.push_back(replace(expand_activation_name(name + std::to_string(L)), 1, sel));
-          Result r = run(model, inputs, [](const Path&) { return 0; }, [](const Path&) { return Split::None; }, o);
-          *v++ = scorer.mean(r.hidden);
+          Experiment x;
+          x.interventions.push_back(replace(expand_activation_name(name + std::to_string(layers[li])), 1, sel));
+          experiments.push_back(std::move(x));
+          cells.push_back((static_cast<int64_t>(li) * (pos_axis ? G : 1) + (pos_axis ? gi : 0)) * heads + h);
         }
+    res.values = Tensor(shape);
+    ExperimentOptions eo = window(scorer, cache);
+    eo.chunk = layers.size() * heads;
+    std::vector<Tensor> hidden = run_experiments(model, inputs, experiments, eo);
+    for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
     out[name] = std::move(res);
   }
   return out;
@@ -226,14 +288,6 @@ SweepResult grid(const Model& m, const std::string& title, const Scorer& scorer,
   return res;
 }
 
-float score(const Model& m, const Batch& clean, const Batch& corrupted, const PathRules& rules, const Scorer& scorer,
-            const std::shared_ptr<Cache>& cache) {
-  RunOptions o;
-  o.cache = cache;
-  o.logits = false;
-  return scorer.mean(run(m, {clean, corrupted}, rules, o).hidden);
-}
-
 }  // namespace
 
 SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& corrupted,
@@ -244,17 +298,22 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
   Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
   const int H = model.config().n_heads;
   const bool mlps = include_mlps && model.graph().has_mlp;
-  SweepResult res = grid(model, "senders", scorer, H + (mlps ? 1 : 0), mlps);
-  float* v = res.values.data_mut();
+  const int columns = H + (mlps ? 1 : 0);
+  SweepResult res = grid(model, "senders", scorer, columns, mlps);
+  std::vector<Experiment> experiments;
+  std::vector<int64_t> cells;
   for (int L = 0; L < model.config().n_layers; ++L)
-    for (int h = 0; h < H + (mlps ? 1 : 0); ++h) {
-      Sender s{L, h < H ? h : -1};
+    for (int h = 0; h < columns; ++h) {
       bool causal = true;
       for (const Receiver& r : receivers) causal = causal && (r.kind == Receiver::Logits || L < r.layer);
       if (!causal) continue;  // no path: left as NaN
-      v[L * (H + (mlps ? 1 : 0)) + h] =
-          score(model, clean, corrupted, path_patching_rules(model, {s}, receivers, options.mlps_on_path), scorer, cache);
+      Experiment x;
+      x.rules = path_patching_rules(model, {Sender{L, h < H ? h : -1}}, receivers, options.mlps_on_path);
+      experiments.push_back(std::move(x));
+      cells.push_back(L * columns + h);
     }
+  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache));
+  for (size_t i = 0; i < cells.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
   return res;
 }
 
@@ -269,11 +328,15 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
   int first = 0;
   for (const Sender& s : senders) first = std::max(first, s.layer + 1);
   SweepResult res = grid(model, "receivers", scorer, H, false);
-  float* v = res.values.data_mut();
+  std::vector<Experiment> experiments;
   for (int L = first; L < model.config().n_layers; ++L)
-    for (int h = 0; h < H; ++h)
-      v[L * H + h] = score(model, clean, corrupted,
-                           path_patching_rules(model, senders, {Receiver{kind, L, h}}, options.mlps_on_path), scorer, cache);
+    for (int h = 0; h < H; ++h) {
+      Experiment x;
+      x.rules = path_patching_rules(model, senders, {Receiver{kind, L, h}}, options.mlps_on_path);
+      experiments.push_back(std::move(x));
+    }
+  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache));
+  for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[first * H + i] = scorer.mean(hidden[i], scorer.first_position());
   return res;
 }
 

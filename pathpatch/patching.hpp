@@ -25,6 +25,27 @@ struct SweepResult {
   float clean = 0, corrupted = 0;                 // the metric on the unpatched runs
 };
 
+// ---- Many experiments at once ----------------------------------------------------------------
+
+// One experiment of a batch: which input each path reads, and interventions (no probes).
+struct Experiment {
+  PathRules rules;                          // default: every path reads input 0
+  std::vector<Intervention> interventions;
+};
+
+struct ExperimentOptions {
+  std::shared_ptr<Cache> cache;  // share with the plain runs so their values serve as references
+  int64_t first = 0, last = -1;  // positions [first, last] of the final hidden states to return
+  size_t chunk = 64;             // experiments planned together (memory grows with it)
+};
+
+// Runs many experiments on the same inputs. Their steps are planned together: what they share is
+// computed once, positions they leave as in input 0's plain forward are taken from it, and steps of
+// the same kind, layer and positions are stacked along the batch, so the GEMMs stay large.
+// Returns each experiment's ln_final output [B, last - first + 1, D].
+std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>& inputs,
+                                    const std::vector<Experiment>& experiments, const ExperimentOptions& options = {});
+
 // ---- Activation patching over sites ----------------------------------------------------------
 
 // Where values are patched, in nnpatch's terms. Site names: resid_pre, resid_mid, resid_post,

@@ -469,21 +469,28 @@ class RuleTracer {
 
 }  // namespace
 
+ExprId CompiledRules::trace(Tracer& tracer, uint64_t* visits) const {
+  RuleTracer rt(*impl_, tracer, *impl_->graph);
+  ExprId root = rt.value(impl_->graph->output(), impl_->start);
+  if (visits) *visits = rt.visits();
+  return root;
+}
+
+void PathRules::check_inputs(size_t count) const {
+  for (const PathRule& r : rules_)
+    if (r.input < 0 || r.input >= static_cast<int>(count))
+      throw RuleError("path rule '" + r.pattern + "' reads input " + std::to_string(r.input) + "; there are " +
+                      std::to_string(count) + " inputs");
+  if (default_ < 0 || default_ >= static_cast<int>(count))
+    throw RuleError("the rules' default input " + std::to_string(default_) + " does not exist");
+}
+
 Result run(const Model& model, const std::vector<Batch>& inputs, const PathRules& rules, const RunOptions& options) {
   check_inputs(model, inputs);
-  for (const PathRule& r : rules.rules())
-    if (r.input < 0 || r.input >= static_cast<int>(inputs.size()))
-      throw RuleError("path rule '" + r.pattern + "' reads input " + std::to_string(r.input) + "; there are " +
-                      std::to_string(inputs.size()) + " inputs");
-  if (rules.default_input() < 0 || rules.default_input() >= static_cast<int>(inputs.size()))
-    throw RuleError("the rules' default input " + std::to_string(rules.default_input()) + " does not exist");
+  rules.check_inputs(inputs.size());
   CompiledRules compiled(model, inputs[0].seq, rules);
-  return detail::run_traced(model, inputs, options, [&](Tracer& tracer, uint64_t& visits) {
-    RuleTracer rt(compiled.impl(), tracer, model.graph());
-    ExprId root = rt.value(model.graph().output(), compiled.start());
-    visits = rt.visits();
-    return root;
-  });
+  return detail::run_traced(model, inputs, options,
+                            [&](Tracer& tracer, uint64_t& visits) { return compiled.trace(tracer, &visits); });
 }
 
 }  // namespace pathpatch

@@ -42,6 +42,7 @@ class PathRules {
   PathRules& otherwise(int input);  // the input of paths no rule matches (default 0)
   const std::vector<PathRule>& rules() const { return rules_; }
   int default_input() const { return default_; }
+  void check_inputs(size_t count) const;  // RuleError if a rule reads an input that does not exist
 
  private:
   std::vector<PathRule> rules_;
@@ -60,6 +61,9 @@ class CompiledRules {
   int step(int state, const std::string& name) const;  // -1 for a name the model's paths never hold
   int outcome(int state) const;  // the input a path reads when its name list leads here
   size_t states() const;
+
+  // The experiment's provenance, built with `tracer` (memoised on node and automaton state).
+  ExprId trace(Tracer& tracer, uint64_t* visits = nullptr) const;
 
   // The same experiment as branch/which lambdas (exponential to walk; for cross-checks and small
   // models).

@@ -124,6 +124,24 @@ std::vector<BoundIntervention> bind_interventions(const Model& model, ExprTable&
 
 namespace detail {
 
+void set_reference(Tracer& tracer, const Model& model, ExprTable& exprs, const std::vector<Batch>& inputs,
+                   const std::vector<uint64_t>& keys) {
+  if (inputs.size() < 2) return;  // one input: nothing differs from it
+  InterventionIndex none;
+  Tracer plain(model.graph(), exprs, keys, inputs[0].seq, none);
+  std::map<std::pair<NodeId, Stage>, ExprId> steps;
+  plain.plain(0, &steps);
+  std::vector<int64_t> first;
+  for (const Batch& b : inputs) {
+    int64_t p = b.seq;
+    for (int64_t t = 0; t < b.seq && p == b.seq; ++t)
+      for (int64_t i = 0; i < b.size; ++i)
+        if (b.id(i, t) != inputs[0].id(i, t) || b.real(i, t) != inputs[0].real(i, t)) p = t;
+    first.push_back(p);
+  }
+  tracer.set_reference(std::move(steps), std::move(first));
+}
+
 Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
                   const TraceFn& trace) {
   check_inputs(model, inputs);
@@ -137,9 +155,10 @@ Result run_traced(const Model& model, const std::vector<Batch>& inputs, const Ru
   std::vector<BoundIntervention> bound = bind_interventions(model, exprs, inputs, keys, options.interventions);
   InterventionIndex index(model.graph(), exprs, bound);
   Tracer tracer(model.graph(), exprs, keys, inputs[0].seq, index);
+  set_reference(tracer, model, exprs, inputs, keys);
   r.root = trace(tracer, r.stats.node_visits);
 
-  Evaluator ev(model, *r.cache, inputs[0], index);
+  Evaluator ev(model, *r.cache, inputs[0], index, tracer.has_reference() ? &tracer.facts() : nullptr);
   r.hidden = ev.value(r.root);
   ev.record_probes(r.root);
   if (options.logits) r.logits = model.unembed(r.hidden);

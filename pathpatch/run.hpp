@@ -78,6 +78,9 @@ namespace detail {
 using TraceFn = std::function<ExprId(Tracer& tracer, uint64_t& visits)>;
 Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
                   const TraceFn& trace);
+// Gives the tracer its reference: the plain forward of input 0, and where each input departs from it.
+void set_reference(Tracer& tracer, const Model& model, ExprTable& exprs, const std::vector<Batch>& inputs,
+                   const std::vector<uint64_t>& keys);
 }  // namespace detail
 
 }  // namespace pathpatch

@@ -126,9 +126,10 @@ TEST_CASE("activation patching over sites: shapes, position modes and known valu
   CHECK(out["resid_pre"].values.shape() == pp::Shape{2, 7});
   CHECK(out["z"].values.shape() == pp::Shape{2, 7, 4});
   CHECK(out["z"].axes == std::vector<std::string>{"layer", "position", "head"});
-  // Clean and corrupted agree before position 4: patching there changes nothing (exactly 0).
+  // Clean and corrupted agree before position 4: patching there changes nothing (0, up to the
+  // rounding of recomputing positions t.. on their own, ~1e-5 of the clean-corrupted gap).
   for (int L = 0; L < 2; ++L)
-    for (int t = 0; t < 4; ++t) CHECK(out["resid_pre"].values.at({L, t}) == Approx(0.0f).margin(1e-6));
+    for (int t = 0; t < 4; ++t) CHECK(out["resid_pre"].values.at({L, t}) == Approx(0.0f).margin(1e-4));
   // Patching the whole clean residual into layer 0, at the differing position, restores clean.
   CHECK(out["resid_pre"].values.at({0, 4}) == Approx(1.0f).margin(1e-5));
 

@@ -1,0 +1,120 @@
+// The three sweeps of the engine issue on a GPT-2-small-shaped model, batch 8 x 16 tokens, against
+// PyTorch done the usual way (forward hooks, two cached runs, one forward per variant), measured
+// in this run:
+//   (a) every sender head -> the final residual, MLPs frozen
+//   (b) the same with MLPs on the path (recomputed)
+//   (c) activation patching of every head's z at every position
+// For each: wall time, the FLOP floor (what the variants must compute at the least), the share of
+// the SGEMM rate that floor/time reaches, and the speed-up over PyTorch.
+//
+//   build/bench/bench_sweeps [--torch-every N] [--only a|b|c]
+//   (PyTorch times every Nth variant and scales to the sweep; default 8)
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common.hpp"
+#include "pathpatch/graph/kernels.hpp"
+
+namespace pp = pathpatch;
+
+namespace {
+
+double seconds(const std::function<void()>& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int every = 8;
+  std::string only;  // run one sweep: a, b or c
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--torch-every") == 0) every = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+  }
+  pp::kernels::set_threads(2);
+  std::printf("pathpatch sweep benchmark (%s)\n", bench::env_note().c_str());
+  const int64_t B = 8, T = 16;
+  pp::Model model = bench::gpt2_small();
+  const pp::ModelConfig& c = model.config();
+  const double D = c.d_model, E = c.d_head, L = c.n_layers, H = c.n_heads;
+  const double peak = bench::sgemm_gflops(1024, 1024, 1024);
+  std::printf("SGEMM 1024^3: %.1f GFLOP/s (the baseline)\n", peak);
+
+  // The same inputs as the PyTorch script: corrupted at position T/2.
+  std::vector<std::vector<int32_t>> rows(B), bad(B);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) rows[b].push_back(static_cast<int32_t>((b * 7919 + t * 104729) % c.vocab_size));
+  bad = rows;
+  for (auto& r : bad) r[T / 2] = (r[T / 2] + 1) % c.vocab_size;
+  pp::Batch clean = pp::Batch::from_rows(rows), corrupt = pp::Batch::from_rows(bad);
+  std::vector<int32_t> answer(B, 100), wrong(B, 200);
+  pp::Metric metric = pp::Metric::logit_diff(answer, wrong);
+
+  // FLOP floors. A row is one position of one batch row; per layer a row costs 8 d^2 in attention
+  // projections and 16 d^2 in the MLP (FLOPs, multiply-add = 2).
+  const double mlp_row = 16 * D * D, attn_row = 8 * D * D, head_out_row = 2 * E * D;
+  double floor_a = L * H * B * head_out_row;  // the sender's own output change at the scored row
+  double floor_b = 0, floor_c = 0;
+  for (int l = 0; l < L; ++l) {
+    floor_b += H * B * (head_out_row + (L - l) * mlp_row);
+    for (int p = 0; p < T; ++p) {
+      double rows_changed = B * (T - p);
+      floor_c += H * (rows_changed * (head_out_row + mlp_row) + (L - 1 - l) * rows_changed * (attn_row + mlp_row) +
+                      (L - 1 - l) * B * 4.0 * H * E * (T + p) / 2.0 * (T - p) / (T - p));
+    }
+  }
+
+  struct Case {
+    const char* name;
+    const char* torch_kind;
+    double floor;
+    std::function<void()> run;
+    double target;
+  };
+  std::vector<Case> cases = {
+      {"(a) senders -> resid, MLPs frozen", "senders", floor_a,
+       [&] { pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric); }, 20},
+      {"(b) senders -> resid, MLPs on path", "senders-mlp", floor_b,
+       [&] {
+         pp::PathPatchingOptions o;
+         o.mlps_on_path = true;
+         pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric, o);
+       },
+       4},
+      {"(c) act. patching z, every pos", "act-z", floor_c,
+       [&] {
+         pp::Sites s;
+         s.names = {"z"};
+         s.positions = pp::SitePositions::Each;
+         pp::PatchingOptions o;
+         o.direction = pp::Direction::Noise;
+         pp::activation_patching(model, clean, corrupt, s, metric, o);
+       },
+       4},
+  };
+  const bool torch = !bench::run_torch("--probe").empty();
+  std::string dir = torch ? bench::export_for_torch(bench::gpt2_small_config(), 1).string() : "";
+  std::printf("\n%-36s %9s %12s %10s %11s %9s %7s\n", "sweep", "seconds", "floor GFLOP", "of SGEMM", "torch s", "speed-up",
+              "target");
+  for (const Case& k : cases) {
+    if (!only.empty() && k.name[1] != only[0]) continue;
+    double s = seconds(k.run);
+    double torch_s = NAN;
+    if (torch) {
+      std::string out = bench::run_torch("sweep --model " + dir + " --kind " + k.torch_kind + " --batch " +
+                                         std::to_string(B) + " --seq " + std::to_string(T) + " --every " +
+                                         std::to_string(every));
+      torch_s = bench::parse_number(out, "seconds");
+    }
+    std::printf("%-36s %9.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx\n", k.name, s, k.floor / 1e9,
+                100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target);
+  }
+  if (torch) std::printf("\nPyTorch timed on every %dth variant and scaled to the whole sweep.\n", every);
+  return 0;
+}

@@ -191,84 +191,93 @@ Tensor Model::norm(const Tensor& x, const Tensor& w, const Tensor& b, ComputeCon
   return y;
 }
 
-Tensor Model::embed(const Batch& batch, ComputeContext& ctx) const {
-  const int64_t B = batch.size, T = batch.seq, D = cfg_.d_model;
-  Tensor tok = Tensor::uninitialized({B, T, D});
+Tensor Model::embed(const Batch& batch, Window rows, ComputeContext& ctx) const {
+  const int64_t B = batch.size, T = batch.seq, W = rows.size(), D = cfg_.d_model;
+  Tensor tok = Tensor::uninitialized({B, W, D});
   float* t = tok.data_mut();
-  for (int64_t i = 0; i < B * T; ++i) std::memcpy(t + i * D, wte_.data() + int64_t(batch.ids[i]) * D, D * sizeof(float));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < W; ++i)
+      std::memcpy(t + (b * W + i) * D, wte_.data() + int64_t(batch.id(b, rows.lo + i)) * D, D * sizeof(float));
   ctx.emit(acts_.embed, tok);
   if (cfg_.family == Family::Llama) return tok;
-  Tensor pos = Tensor::uninitialized({B, T, D});
+  Tensor pos = Tensor::uninitialized({B, W, D});
   std::vector<int32_t> pid = batch.position_ids();
   float* p = pos.data_mut();
-  for (int64_t i = 0; i < B * T; ++i) std::memcpy(p + i * D, wpe_.data() + int64_t(pid[i]) * D, D * sizeof(float));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < W; ++i)
+      std::memcpy(p + (b * W + i) * D, wpe_.data() + int64_t(pid[b * T + rows.lo + i]) * D, D * sizeof(float));
   ctx.emit(acts_.pos_embed, pos);
-  Tensor out = Tensor::uninitialized({B, T, D});
+  Tensor out = Tensor::uninitialized({B, W, D});
   kernels::add(tok.data(), pos.data(), out.numel(), out.data_mut());
   ctx.add_flops(static_cast<double>(out.numel()));
   return out;
 }
 
-Tensor Model::rope(const Tensor& x, const Batch& layout) const {
+Tensor Model::rope(const Tensor& x, const Batch& layout, int64_t first_pos) const {
   // Hugging Face's rotate_half convention: dimension i pairs with i + E/2.
-  const int64_t B = x.size(0), T = x.size(1), NH = x.size(2), E = x.size(3), half = E / 2;
+  const int64_t B = x.size(0), W = x.size(1), NH = x.size(2), E = x.size(3), half = E / 2, T = layout.seq;
   std::vector<int32_t> pid = layout.position_ids();
   Tensor y = Tensor::uninitialized(x.shape());
   const float* src = x.data();
   float* dst = y.data_mut();
   std::vector<float> cs(half), sn(half);
-  for (int64_t bt = 0; bt < B * T; ++bt) {
-    for (int64_t i = 0; i < half; ++i) {
-      double angle = pid[bt] * inv_freq_[i];  // in double: float32 angles cost ~1e-6 at position 10
-      cs[i] = static_cast<float>(std::cos(angle));
-      sn[i] = static_cast<float>(std::sin(angle));
-    }
-    for (int64_t h = 0; h < NH; ++h) {
-      const float* a = src + (bt * NH + h) * E;
-      float* o = dst + (bt * NH + h) * E;
-      for (int64_t i = 0; i < half; ++i) {
-        o[i] = a[i] * cs[i] - a[i + half] * sn[i];
-        o[i + half] = a[i + half] * cs[i] + a[i] * sn[i];
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < W; ++i) {
+      const int64_t row = b * W + i;
+      for (int64_t j = 0; j < half; ++j) {
+        double angle = pid[b * T + first_pos + i] * inv_freq_[j];  // in double: float32 angles cost ~1e-6
+        cs[j] = static_cast<float>(std::cos(angle));
+        sn[j] = static_cast<float>(std::sin(angle));
+      }
+      for (int64_t h = 0; h < NH; ++h) {
+        const float* a = src + (row * NH + h) * E;
+        float* o = dst + (row * NH + h) * E;
+        for (int64_t j = 0; j < half; ++j) {
+          o[j] = a[j] * cs[j] - a[j + half] * sn[j];
+          o[j + half] = a[j + half] * cs[j] + a[j] * sn[j];
+        }
       }
     }
-  }
   return y;
 }
 
-Tensor Model::attention_z(int L, const HeadSources& in, const Batch& layout, ComputeContext& ctx) const {
+AttnResult Model::attention_z(int L, const AttnCall& c, ComputeContext& ctx) const {
   const LayerWeights& lw = layers_[L];
   const LayerActs& la = acts_.layers[L];
-  const int64_t B = layout.size, T = layout.seq, N = B * T, D = cfg_.d_model, H = cfg_.n_heads,
-                G = cfg_.n_kv_heads, E = cfg_.d_head, groups = H / G;
+  const Batch& layout = *c.layout;
+  const int64_t B = layout.size, T = layout.seq, D = cfg_.d_model, H = cfg_.n_heads, G = cfg_.n_kv_heads,
+                E = cfg_.d_head, groups = H / G;
+  const int64_t W = c.hi - c.kv_lo, N = B * W;  // inputs hold positions [kv_lo, hi)
+  const bool all = c.kv_lo == 0 && c.q_lo == 0 && c.hi == T;
 
   // Normalised inputs, one per distinct source.
   std::vector<Tensor> xn;
-  for (const Tensor& x : in.x) {
+  for (const Tensor& x : c.in.x) {
     xn.push_back(norm(x, lw.ln1_w, lw.ln1_b, ctx));
     ctx.emit(la.ln1, xn.back());
   }
 
-  // Queries [B,T,H,E]: runs of consecutive heads reading the same source share one GEMM.
-  Tensor q = Tensor::uninitialized({B, T, H, E});
+  // Queries [B,W,H,E]: runs of consecutive heads reading the same source share one GEMM.
+  Tensor q = Tensor::uninitialized({B, W, H, E});
   for (int64_t h0 = 0; h0 < H;) {
     int64_t h1 = h0 + 1;
-    while (h1 < H && in.q[h1] == in.q[h0]) ++h1;
-    lw.q.apply(xn[in.q[h0]].data(), D, N, q.data_mut() + h0 * E, H * E, h0 * E, (h1 - h0) * E);
+    while (h1 < H && c.in.q[h1] == c.in.q[h0]) ++h1;
+    lw.q.apply(xn[c.in.q[h0]].data(), D, N, q.data_mut() + h0 * E, H * E, h0 * E, (h1 - h0) * E);
     h0 = h1;
   }
   ctx.add_flops(kernels::gemm_flops(N, H * E, D));
 
-  // Keys and values [B,T,G,E]; when query heads of one group read different sources, each query
-  // head gets its own key/value computed with its group's weights: [B,T,H,E].
+  // Keys and values [B,W,G,E]; when query heads of one group read different sources, each query
+  // head gets its own key/value computed with its group's weights: [B,W,H,E].
   bool shared = true;
   for (int64_t h = 0; h < H; ++h)
-    shared = shared && in.k[h] == in.k[h / groups * groups] && in.v[h] == in.v[h / groups * groups];
+    shared = shared && c.in.k[h] == c.in.k[h / groups * groups] && c.in.v[h] == c.in.v[h / groups * groups];
   const int64_t HK = shared ? G : H;
   auto project_kv = [&](const Linear& lin, const std::vector<int>& src) {
-    Tensor t = Tensor::uninitialized({B, T, HK, E});
-    for (int64_t j0 = 0; j0 < HK;) {  // j: kv head (shared) or query head
-      auto source = [&](int64_t j) { return src[shared ? j * groups : j]; };
-      auto weights = [&](int64_t j) { return shared ? j : j / groups; };
+    Tensor t = Tensor::uninitialized({B, W, HK, E});
+    auto source = [&](int64_t j) { return src[shared ? j * groups : j]; };
+    auto weights = [&](int64_t j) { return shared ? j : j / groups; };
+    for (int64_t j0 = 0; j0 < HK;) {  // j: a kv head (shared) or a query head
       int64_t j1 = j0 + 1;
       while (j1 < HK && source(j1) == source(j0) && weights(j1) == weights(j1 - 1) + 1) ++j1;
       lin.apply(xn[source(j0)].data(), D, N, t.data_mut() + j0 * E, HK * E, weights(j0) * E, (j1 - j0) * E);
@@ -277,8 +286,8 @@ Tensor Model::attention_z(int L, const HeadSources& in, const Batch& layout, Com
     ctx.add_flops(kernels::gemm_flops(N, HK * E, D));
     return t;
   };
-  Tensor k = project_kv(lw.k, in.k);
-  Tensor v = project_kv(lw.v, in.v);
+  Tensor k = project_kv(lw.k, c.in.k);
+  Tensor v = project_kv(lw.v, c.in.v);
   ctx.emit(la.q, q);
   if (shared) {
     ctx.emit(la.k, k);
@@ -288,47 +297,71 @@ Tensor Model::attention_z(int L, const HeadSources& in, const Batch& layout, Com
                          ".attn.hook_k/hook_v are per key/value head, but the query heads of one group read different "
                          "inputs under this split; read or patch hook_q, hook_z or hook_result instead");
   }
-
-  Tensor qr = q, kr = k;
   if (cfg_.family == Family::Llama) {
-    qr = rope(q, layout);
-    ctx.emit(la.rot_q, qr);
-    kr = rope(k, layout);
-    if (shared) ctx.emit(la.rot_k, kr);
+    q = rope(q, layout, c.kv_lo);
+    ctx.emit(la.rot_q, q);
+    k = rope(k, layout, c.kv_lo);
+    if (shared) ctx.emit(la.rot_k, k);
   }
 
-  // Scores [B,H,T,S], masked entries -inf: a key after the query, or a padding key.
-  Tensor scores = Tensor::uninitialized({B, H, T, T});
+  AttnResult out;
+  if (c.keep_kv) {
+    PP_CHECK(shared, "keys and values are kept only when shared per group");
+    out.k = k;
+    out.v = v;
+  }
+  // Keys and values of every position [0, hi): the prefix, then the computed positions (a prefix
+  // of kv heads is expanded per query head when the heads of a group differ).
+  Tensor keys = k, vals = v;
+  if (c.kv_lo > 0) {
+    auto expand = [&](const Tensor& pre) {
+      if (HK == pre.size(2)) return pre;
+      Tensor x = Tensor::uninitialized({B, c.kv_lo, HK, E});
+      for (int64_t r = 0; r < B * c.kv_lo; ++r)
+        for (int64_t h = 0; h < HK; ++h)
+          std::memcpy(x.data_mut() + (r * HK + h) * E, pre.data() + (r * G + h / groups) * E, E * sizeof(float));
+      return x;
+    };
+    keys = concat1(expand(c.k_prefix), k);
+    vals = concat1(expand(c.v_prefix), v);
+  }
+
+  // Scores [B,H,Tq,S] for the queries asked, masked entries -inf: a key after the query, or a
+  // padding key. Only a whole-sequence call can hand scores and pattern to probes.
+  const int64_t TQ = c.hi - c.q_lo, S = c.hi, q_skip = c.q_lo - c.kv_lo;
+  PP_CHECK(all || (!ctx.wants(la.scores) && !ctx.wants(la.pattern)), "a windowed attention cannot emit its pattern");
+  Tensor scores = Tensor::uninitialized({B, H, TQ, S});
   float* s = scores.data_mut();
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < H; ++h) {
       const int64_t hk = shared ? h / groups : h;
-      float* sbh = s + (b * H + h) * T * T;
-      kernels::gemm(false, true, T, T, E, qr.data() + (b * T * H + h) * E, H * E, kr.data() + (b * T * HK + hk) * E,
-                    HK * E, 0.0f, sbh, T);
-      for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = 0; j < T; ++j) sbh[i * T + j] = (j > i || !layout.real(b, j)) ? ninf : sbh[i * T + j] * scale;
+      float* sbh = s + (b * H + h) * TQ * S;
+      kernels::gemm(false, true, TQ, S, E, q.data() + ((b * W + q_skip) * H + h) * E, H * E,
+                    keys.data() + (b * S * HK + hk) * E, HK * E, 0.0f, sbh, S);
+      for (int64_t i = 0; i < TQ; ++i)
+        for (int64_t j = 0; j < S; ++j)
+          sbh[i * S + j] = (j > c.q_lo + i || !layout.real(b, j)) ? ninf : sbh[i * S + j] * scale;
     }
   }
-  ctx.add_flops(2.0 * kernels::gemm_flops(B * H * T, T, E));
+  ctx.add_flops(2.0 * kernels::gemm_flops(B * H * TQ, S, E));
   ctx.emit(la.scores, scores);
 
   Tensor pattern = ctx.wants(la.scores) ? scores.clone() : std::move(scores);
   float* p = pattern.data_mut();
-  for (int64_t r = 0; r < B * H * T; ++r) kernels::softmax_row(p + r * T, T);
+  for (int64_t r = 0; r < B * H * TQ; ++r) kernels::softmax_row(p + r * S, S);
   ctx.emit(la.pattern, pattern);
 
-  Tensor z = Tensor::uninitialized({B, T, H, E});
+  out.z = Tensor::uninitialized({B, TQ, H, E});
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < H; ++h) {
       const int64_t hk = shared ? h / groups : h;
-      kernels::gemm(false, false, T, E, T, pattern.data() + (b * H + h) * T * T, T, v.data() + (b * T * HK + hk) * E,
-                    HK * E, 0.0f, z.data_mut() + (b * T * H + h) * E, H * E);
+      kernels::gemm(false, false, TQ, E, S, pattern.data() + (b * H + h) * TQ * S, S,
+                    vals.data() + (b * S * HK + hk) * E, HK * E, 0.0f, out.z.data_mut() + (b * TQ * H + h) * E, H * E);
     }
   }
-  return z;
+  return out;
 }
 
 Tensor Model::attention_out(int L, const Tensor& z, ComputeContext& ctx) const {

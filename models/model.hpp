@@ -76,8 +76,8 @@ class Model final : public Backend {
   void set_tokenizer(std::shared_ptr<const Tokenizer> t) { tokenizer_ = std::move(t); }
 
   // Backend: one function per step.
-  Tensor embed(const Batch& batch, ComputeContext& ctx) const override;
-  Tensor attention_z(int layer, const HeadSources& in, const Batch& layout, ComputeContext& ctx) const override;
+  Tensor embed(const Batch& batch, Window rows, ComputeContext& ctx) const override;
+  AttnResult attention_z(int layer, const AttnCall& call, ComputeContext& ctx) const override;
   Tensor attention_out(int layer, const Tensor& z, ComputeContext& ctx) const override;
   Tensor mlp(int layer, const Tensor& x, ComputeContext& ctx) const override;
   Tensor final_norm(const Tensor& x, ComputeContext& ctx) const override;
@@ -88,7 +88,7 @@ class Model final : public Backend {
 
  private:
   Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b, ComputeContext& ctx) const;
-  Tensor rope(const Tensor& x, const Batch& layout) const;
+  Tensor rope(const Tensor& x, const Batch& layout, int64_t first_pos) const;
 
   ModelConfig cfg_;
   std::filesystem::path dir_;

@@ -9,6 +9,8 @@
 //
 //   build/bench/bench_sweeps [--torch-every N] [--only a|b|c]
 //   (PyTorch times every Nth variant and scales to the sweep; default 8)
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -100,8 +102,8 @@ int main(int argc, char** argv) {
   };
   const bool torch = !bench::run_torch("--probe").empty();
   std::string dir = torch ? bench::export_for_torch(bench::gpt2_small_config(), 1).string() : "";
-  std::printf("\n%-36s %9s %12s %10s %11s %9s %7s\n", "sweep", "seconds", "floor GFLOP", "of SGEMM", "torch s", "speed-up",
-              "target");
+  std::printf("\n%-36s %9s %12s %10s %11s %9s %7s %9s\n", "sweep", "seconds", "floor GFLOP", "of SGEMM", "torch s",
+              "speed-up", "target", "peak RSS");
   for (const Case& k : cases) {
     if (!only.empty() && k.name[1] != only[0]) continue;
     double s = seconds(k.run);
@@ -112,8 +114,10 @@ int main(int argc, char** argv) {
                                          std::to_string(every));
       torch_s = bench::parse_number(out, "seconds");
     }
-    std::printf("%-36s %9.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx\n", k.name, s, k.floor / 1e9,
-                100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target);
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);  // peak so far: the model, the cache, and the largest sweep yet
+    std::printf("%-36s %9.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx %7.0f MB\n", k.name, s, k.floor / 1e9,
+                100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target, ru.ru_maxrss / 1024.0);
   }
   if (torch) std::printf("\nPyTorch timed on every %dth variant and scaled to the whole sweep.\n", every);
   return 0;

@@ -49,9 +49,10 @@ std::vector<int> all_layers(const Model& m, const std::vector<int>& layers) {
 }
 
 // The final hidden states a sweep needs: the scored positions, through the shared cache.
-ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cache) {
+ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cache, const Progress& progress) {
   ExperimentOptions o;
   o.cache = cache;
+  o.progress = progress;
   o.first = scorer.first_position();
   o.last = scorer.last_position();
   return o;
@@ -108,6 +109,7 @@ std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>
   for (size_t i = 0; i < roots.size(); i += chunk) {
     std::vector<ExprId> part(roots.begin() + i, roots.begin() + std::min(roots.size(), i + chunk));
     for (Tensor& h : ev.values(part, {options.first, last + 1})) out.push_back(std::move(h));
+    if (options.progress) options.progress(out.size(), roots.size());
   }
   return out;
 }
@@ -200,7 +202,7 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
           cells.push_back((static_cast<int64_t>(li) * (pos_axis ? G : 1) + (pos_axis ? gi : 0)) * heads + h);
         }
     res.values = Tensor(shape);
-    ExperimentOptions eo = window(scorer, cache);
+    ExperimentOptions eo = window(scorer, cache, options.progress);
     eo.chunk = layers.size() * heads;
     std::vector<Tensor> hidden = run_experiments(model, inputs, experiments, eo);
     for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
@@ -312,7 +314,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
       experiments.push_back(std::move(x));
       cells.push_back(L * columns + h);
     }
-  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache));
+  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress));
   for (size_t i = 0; i < cells.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
   return res;
 }
@@ -335,7 +337,7 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
       x.rules = path_patching_rules(model, senders, {Receiver{kind, L, h}}, options.mlps_on_path);
       experiments.push_back(std::move(x));
     }
-  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache));
+  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress));
   for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[first * H + i] = scorer.mean(hidden[i], scorer.first_position());
   return res;
 }

@@ -4,6 +4,7 @@
 //  - path patching from senders to receivers (Wang et al. 2022, the IOI paper),
 // each as one run or as a sweep with a metric. Sweeps share one memo cache, so each variant pays
 // only for what it changes.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,10 +34,14 @@ struct Experiment {
   std::vector<Intervention> interventions;
 };
 
+// Called as a long computation advances: `done` of `total` experiments.
+using Progress = std::function<void(size_t done, size_t total)>;
+
 struct ExperimentOptions {
   std::shared_ptr<Cache> cache;  // share with the plain runs so their values serve as references
   int64_t first = 0, last = -1;  // positions [first, last] of the final hidden states to return
   size_t chunk = 64;             // experiments planned together (memory grows with it)
+  Progress progress;
 };
 
 // Runs many experiments on the same inputs. Their steps are planned together: what they share is
@@ -77,6 +82,7 @@ enum class Direction {
 struct PatchingOptions {
   Direction direction = Direction::Denoise;
   std::shared_ptr<Cache> cache;  // reuse across calls; fresh if null
+  Progress progress;
 };
 
 // One tensor per site name, with axes (layer, [position], [head]).
@@ -101,6 +107,7 @@ struct Receiver {
 struct PathPatchingOptions {
   bool mlps_on_path = false;  // MLPs between sender and receiver are recomputed as part of the path
   std::shared_ptr<Cache> cache;
+  Progress progress;
 };
 
 // The rules of a path-patching experiment: paths from the receivers' inputs back to the senders

@@ -4,6 +4,7 @@
 //   build/bench/bench_forward            (python3-torch, if installed, adds the PyTorch column)
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "common.hpp"
 #include "pathpatch/graph/kernels.hpp"
@@ -28,9 +29,11 @@ int main() {
       for (int64_t t = 0; t < T; ++t) rows[b].push_back(static_cast<int32_t>((b * 7919 + t * 104729) % 50257));
     pp::Batch batch = pp::Batch::from_rows(rows);
     double flops = 0;
+    std::map<std::string, double> by_step;
     double s = bench::time_median([&] {
       pp::Result r = pp::forward(model, batch);
       flops = r.stats.flops + pp::kernels::gemm_flops(B * T, model.config().vocab_size, model.config().d_model);
+      by_step = r.stats.seconds;
     });
     double gflops = flops / s / 1e9;
     double torch_ms = NAN;
@@ -41,6 +44,9 @@ int main() {
     }
     std::printf("%2ldx%-5ld %10.1f %12.0f %10.1f %9.0f%% %12.1f %9.2fx\n", B, T, s * 1e3, B * T / s, gflops,
                 100 * gflops / peak, torch_ms, torch_ms / (s * 1e3));
+    std::printf("         time by step (last run):");
+    for (const auto& [kind, secs] : by_step) std::printf(" %s %.0f ms", kind.c_str(), secs * 1e3);
+    std::printf(", unembedding the rest\n");
   }
   if (!torch) std::printf("\n(python3-torch not installed: no PyTorch column)\n");
   return 0;

@@ -13,6 +13,11 @@ void Cache::bind_owner(uint64_t model_id) {
   owner_ = model_id;
 }
 
+void Cache::set_seconds(ExprId id, double s) {
+  if (seconds_.size() <= id) seconds_.resize(id + 1, 0.0);
+  seconds_[id] = s;
+}
+
 void Cache::set_cost(ExprId id, double flops) {
   if (cost_.size() <= id) cost_.resize(id + 1, 0.0);
   cost_[id] = flops;

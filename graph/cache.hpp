@@ -66,6 +66,9 @@ class Cache {
   // reads, every path counted as nano-path-patching would compute it). Kept after eviction.
   double cost(ExprId id) const { return id < cost_.size() ? cost_[id] : 0.0; }
   void set_cost(ExprId id, double flops);
+  // Wall time of an expression's own step when last computed (its share of a stacked call).
+  double seconds(ExprId id) const { return id < seconds_.size() ? seconds_[id] : 0.0; }
+  void set_seconds(ExprId id, double s);
 
  private:
   struct Key {
@@ -84,6 +87,7 @@ class Cache {
   uint64_t budget_;
   uint64_t owner_ = 0;
   std::vector<double> cost_;
+  std::vector<double> seconds_;
   std::list<Key> lru_;  // front: most recently used
   struct Entry {
     Tensor value;

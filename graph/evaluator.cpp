@@ -1,6 +1,7 @@
 #include "pathpatch/graph/evaluator.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 
@@ -256,6 +257,17 @@ ComputeContext Evaluator::context(ExprId id, bool record, ActId capture) {
   return ctx;
 }
 
+void Evaluator::account(ExprId e, double flops, double seconds) {
+  const Expr& x = exprs_.get(e);
+  ++stats_.computed;
+  stats_.flops += flops;
+  stats_.seconds[expr_kind_name(x.kind)] += seconds;
+  double cost = flops;
+  for (ExprId a : x.args) cost += cache_.cost(a);
+  cache_.set_cost(e, cost);
+  cache_.set_seconds(e, seconds);
+}
+
 // Stores a step's value for the positions asked: its reference's rows before what it computed.
 Tensor Evaluator::finish(ExprId e, Tensor computed, Plan& plan) {
   Task& t = plan.tasks.at(e);
@@ -283,6 +295,7 @@ void Evaluator::run_group(const std::vector<ExprId>& group, Plan& plan) {
   const Task& t0 = plan.tasks.at(group[0]);
   const int layer = g_.node(x0.node).layer;
   const int64_t n = static_cast<int64_t>(group.size());
+  const auto start = std::chrono::steady_clock::now();
   ComputeContext ctx = context(group[0], false);
   std::vector<Tensor> inputs;
   Tensor out;
@@ -344,15 +357,11 @@ void Evaluator::run_group(const std::vector<ExprId>& group, Plan& plan) {
       default: PP_CHECK(false, "not a stackable step");
     }
   }
-  stats_.flops += ctx.flops_;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const int64_t B = layout_.size;
   for (int64_t i = 0; i < n; ++i) {
-    ExprId e = group[i];
-    double cost = ctx.flops_ / n;
-    for (ExprId a : exprs_.get(e).args) cost += cache_.cost(a);
-    cache_.set_cost(e, cost);
-    ++stats_.computed;
-    finish(e, n == 1 ? out : out.slice0(i * B, (i + 1) * B).clone(), plan);
+    account(group[i], ctx.flops_ / n, seconds / n);
+    finish(group[i], n == 1 ? out : out.slice0(i * B, (i + 1) * B).clone(), plan);
   }
 }
 
@@ -365,6 +374,7 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
     return finish(e, v, plan);
   }
   if (t.compute.empty()) return finish(e, Tensor(), plan);
+  const auto start = std::chrono::steady_clock::now();
   ComputeContext ctx = context(e, false);
   const Window w = t.compute;
   Tensor v;
@@ -437,11 +447,7 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
     default:
       PP_CHECK(false, "stackable steps run in groups");
   }
-  stats_.flops += ctx.flops_;
-  double cost = ctx.flops_;
-  for (ExprId a : x.args) cost += cache_.cost(a);
-  cache_.set_cost(e, cost);
-  ++stats_.computed;
+  account(e, ctx.flops_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return finish(e, v, plan);
 }
 
@@ -540,6 +546,7 @@ Tensor Evaluator::value(ExprId e) { return values({e}, {0, seq_})[0]; }
 Tensor Evaluator::compute_full(ExprId id, ActId capture, Tensor* captured, bool record,
                                const std::function<Tensor(ExprId)>& arg, Task* keep_kv) {
   const Expr& e = exprs_.get(id);
+  const auto start = std::chrono::steady_clock::now();
   ComputeContext ctx = context(id, record, capture);
   const int layer = e.node >= 0 ? g_.node(e.node).layer : -1;
   Tensor v;
@@ -602,11 +609,7 @@ Tensor Evaluator::compute_full(ExprId id, ActId capture, Tensor* captured, bool 
     case ExprKind::ZGather:
       PP_CHECK(false, "assembling steps are never computed alone");
   }
-  ++stats_.computed;
-  stats_.flops += ctx.flops_;
-  double cost = ctx.flops_;
-  for (ExprId a : e.args) cost += cache_.cost(a);
-  cache_.set_cost(id, cost);
+  account(id, ctx.flops_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   if (captured) {
     PP_CHECK(ctx.captured_.defined(), "activation " + g_.activation(capture).name + " was not computed");
     *captured = ctx.captured_;

@@ -84,6 +84,7 @@ struct EvalStats {
   uint64_t cache_hits = 0;   // steps served by the memo cache
   double flops = 0;          // floating-point operations spent
   double flops_saved = 0;    // what the cache hits would have cost to compute from nothing
+  std::map<std::string, double> seconds;  // wall time of computed steps, by kind (AttnZ, Mlp, ...)
 };
 
 class Evaluator;
@@ -144,6 +145,7 @@ class Evaluator {
   Tensor compute_alone(ExprId e, Plan& plan);
   Tensor rows_of(ExprId e, Window w, Plan& plan);
   Tensor finish(ExprId e, Tensor computed, Plan& plan);
+  void account(ExprId e, double flops, double seconds);  // stats and the cache's cost and time
 
   // A step computed on its own over all positions, with probes and captures (replace sources).
   Tensor compute_full(ExprId id, ActId capture, Tensor* captured, bool record,

@@ -169,6 +169,7 @@ Result run_traced(const Model& model, const std::vector<Batch>& inputs, const Ru
   r.stats.cache_hits = ev.stats().cache_hits;
   r.stats.flops = ev.stats().flops;
   r.stats.flops_saved = ev.stats().flops_saved;
+  r.stats.seconds = ev.stats().seconds;
   r.stats.bytes_held = c.bytes_held;
   r.stats.peak_bytes = c.peak_bytes;
   std::set<ExprId> seen;

@@ -8,6 +8,7 @@
 // See graph/path.hpp for what paths, splits and `which` mean.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,7 @@ struct RunStats {
   uint64_t peak_bytes = 0;   // memo cache peak
   double flops = 0;          // spent in this run (logits excluded)
   double flops_saved = 0;    // what the cache hits would have cost to compute from nothing
+  std::map<std::string, double> seconds;  // wall time of computed steps, by kind (AttnZ, Mlp, ...)
 };
 
 struct Result {

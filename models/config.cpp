@@ -14,6 +14,20 @@ namespace {
 
 using nlohmann::json;
 
+// A JSON value for an error message. Arrays and objects nested more than a few levels deep are named
+// by their type alone: dump() recurses once per level, and a hostile file can nest without bound.
+std::string shown(const json& v) {
+  std::vector<std::pair<const json*, int>> todo{{&v, 0}};
+  while (!todo.empty()) {
+    auto [j, depth] = todo.back();
+    todo.pop_back();
+    if (!j->is_structured()) continue;
+    if (depth >= 16) return std::string("a deeply nested ") + v.type_name();
+    for (const auto& child : *j) todo.emplace_back(&child, depth + 1);
+  }
+  return v.dump();
+}
+
 class Keys {
  public:
   Keys(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
@@ -31,19 +45,19 @@ class Keys {
   float number_or(const char* name, float fallback) const {
     const json* v = find({name});
     if (!v || v->is_null()) return fallback;
-    if (!v->is_number()) throw ConfigError(where_ + ": key '" + name + "' must be a number, got " + v->dump());
+    if (!v->is_number()) throw ConfigError(where_ + ": key '" + name + "' must be a number, got " + shown(*v));
     return v->get<float>();
   }
   bool boolean_or(const char* name, bool fallback) const {
     const json* v = find({name});
     if (!v || v->is_null()) return fallback;
-    if (!v->is_boolean()) throw ConfigError(where_ + ": key '" + name + "' must be true or false, got " + v->dump());
+    if (!v->is_boolean()) throw ConfigError(where_ + ": key '" + name + "' must be true or false, got " + shown(*v));
     return v->get<bool>();
   }
   std::string string_or(const char* name, const std::string& fallback) const {
     const json* v = find({name});
     if (!v || v->is_null()) return fallback;
-    if (!v->is_string()) throw ConfigError(where_ + ": key '" + name + "' must be a string, got " + v->dump());
+    if (!v->is_string()) throw ConfigError(where_ + ": key '" + name + "' must be a string, got " + shown(*v));
     return v->get<std::string>();
   }
   const json* find(std::initializer_list<const char*> names) const {
@@ -56,7 +70,7 @@ class Keys {
  private:
   int as_int(const json& v, std::initializer_list<const char*> names) const {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30))
-      throw ConfigError(where_ + ": key " + list(names) + " must be a non-negative integer, got " + v.dump());
+      throw ConfigError(where_ + ": key " + list(names) + " must be a non-negative integer, got " + shown(v));
     return v.get<int>();
   }
   static std::string list(std::initializer_list<const char*> names) {
@@ -70,6 +84,23 @@ class Keys {
 
 void require_positive(const Keys& k, int value, const char* what) {
   if (value <= 0) throw ConfigError(k.where() + ": " + what + " must be positive, got " + std::to_string(value));
+}
+
+// The parameter count, computed in T: int64_t for n_params(), double for parse()'s check that the
+// int64_t count cannot overflow.
+template <class T>
+T param_count(const ModelConfig& c) {
+  T D = c.d_model, A = T(c.n_heads) * c.d_head, KV = T(c.n_kv_heads) * c.d_head, F = c.d_mlp;
+  T per_layer = 0, rest = T(c.vocab_size) * D;
+  if (c.family == Family::Gpt2) {
+    per_layer = 2 * D + D * 3 * A + 3 * A + A * D + D;  // ln_1, c_attn, c_proj
+    if (!c.attn_only) per_layer += 2 * D + D * F + F + F * D + D;  // ln_2, mlp
+    rest += T(c.n_ctx) * D + 2 * D;
+  } else {
+    per_layer = D + D * A + 2 * D * KV + A * D + D + 3 * D * F;
+    rest += D + (c.tie_embeddings ? 0 : T(c.vocab_size) * D);
+  }
+  return rest + T(c.n_layers) * per_layer;
 }
 
 }  // namespace
@@ -119,7 +150,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
     std::string act = k.string_or("hidden_act", "silu");
     if (act != "silu") throw ConfigError(where + ": hidden_act '" + act + "' is not supported; Llama uses silu");
     if (const json* rs = k.find({"rope_scaling"}); rs && !rs->is_null())
-      throw ConfigError(where + ": rope_scaling " + rs->dump() + " is not supported (plain RoPE only)");
+      throw ConfigError(where + ": rope_scaling " + shown(*rs) + " is not supported (plain RoPE only)");
     if (k.boolean_or("attention_bias", false) || k.boolean_or("mlp_bias", false))
       throw ConfigError(where + ": attention_bias / mlp_bias are not supported for llama");
   } else {
@@ -151,6 +182,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
     throw ConfigError(where + ": head_dim " + std::to_string(c.d_head) + " must be even for rotary embeddings");
   if (!(c.norm_eps > 0)) throw ConfigError(where + ": the norm epsilon must be positive");
   if (!(c.rope_theta > 0)) throw ConfigError(where + ": rope_theta must be positive");
+  if (param_count<double>(c) >= 0x1p62)  // all terms are non-negative: no 64-bit partial sum overflows either
+    throw ConfigError(where + ": the sizes describe more than 2^62 parameters");
   return c;
 }
 
@@ -162,19 +195,7 @@ ModelConfig ModelConfig::load(const std::filesystem::path& path) {
   return parse(ss.str(), path.string());
 }
 
-int64_t ModelConfig::n_params() const {
-  int64_t D = d_model, A = int64_t(n_heads) * d_head, KV = int64_t(n_kv_heads) * d_head, F = d_mlp;
-  int64_t per_layer = 0, rest = int64_t(vocab_size) * D;
-  if (family == Family::Gpt2) {
-    per_layer = 2 * D + D * 3 * A + 3 * A + A * D + D;  // ln_1, c_attn, c_proj
-    if (!attn_only) per_layer += 2 * D + D * F + F + F * D + D;  // ln_2, mlp
-    rest += int64_t(n_ctx) * D + 2 * D;
-  } else {
-    per_layer = D + D * A + 2 * D * KV + A * D + D + 3 * D * F;
-    rest += D + (tie_embeddings ? 0 : int64_t(vocab_size) * D);
-  }
-  return rest + n_layers * per_layer;
-}
+int64_t ModelConfig::n_params() const { return param_count<int64_t>(*this); }  // parse() checked it fits
 
 std::string ModelConfig::summary() const {
   std::ostringstream s;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "pathpatch/graph/error.hpp"
@@ -35,6 +36,20 @@ const DTypeInfo* find_dtype(const std::string& name) {
   for (const auto& d : kDTypes)
     if (name == d.name) return &d;
   return nullptr;
+}
+
+// A JSON value for an error message. Arrays and objects nested more than a few levels deep are named
+// by their type alone: dump() recurses once per level, and a hostile file can nest without bound.
+std::string shown(const nlohmann::json& v) {
+  std::vector<std::pair<const nlohmann::json*, int>> todo{{&v, 0}};
+  while (!todo.empty()) {
+    auto [j, depth] = todo.back();
+    todo.pop_back();
+    if (!j->is_structured()) continue;
+    if (depth >= 16) return std::string("a deeply nested ") + v.type_name();
+    for (const auto& child : *j) todo.emplace_back(&child, depth + 1);
+  }
+  return v.dump();
 }
 
 uint64_t read_le64(const uint8_t* p) {
@@ -130,13 +145,15 @@ std::vector<TensorEntry> parse_safetensors_header(const std::string& text, uint6
     uint64_t count = 1;
     for (const auto& dim : v["shape"]) {
       if (!dim.is_number_unsigned())
-        throw FormatError(at + " has a shape entry that is not a non-negative integer: " + dim.dump());
+        throw FormatError(at + " has a shape entry that is not a non-negative integer: " + shown(dim));
       uint64_t n = dim.get<uint64_t>();
       if (n > (1ull << 40) || (n && count > (1ull << 62) / n))
         throw FormatError(at + " has an impossibly large shape " + v["shape"].dump());
       count *= n;
       e.shape.push_back(static_cast<int64_t>(n));
     }
+    if (count > std::numeric_limits<uint64_t>::max() / d->size)  // the byte count below would wrap around
+      throw FormatError(at + " has an impossibly large shape " + v["shape"].dump());
     for (const auto& off : v["data_offsets"])
       if (!off.is_number_unsigned()) throw FormatError(at + " has a data offset that is not a non-negative integer");
     e.begin = v["data_offsets"][0].get<uint64_t>();

@@ -27,6 +27,7 @@ namespace {
 bool glob_match(const char* p, const char* s) {
   if (!*p) return !*s;
   if (*p == '*') {
+    while (p[1] == '*') ++p;  // `**` is `*`: without this, k stars in a row backtrack in O(len^k)
     for (const char* t = s;; ++t) {
       if (glob_match(p + 1, t)) return true;
       if (!*t || *t == '.') return false;
@@ -60,6 +61,7 @@ class Builder {
   Fragment parse(const std::string& pattern) {
     text_ = pattern;
     pos_ = 0;
+    depth_ = 0;
     Fragment f = alternation();
     skip();
     if (pos_ < text_.size()) fail("unexpected '" + std::string(1, text_[pos_]) + "'");
@@ -128,8 +130,11 @@ class Builder {
       return any_sequence();
     }
     if (text_[pos_] == '(') {
+      // The parser recurses once per group: bound the nesting so that no pattern overflows the stack.
+      if (++depth_ > kMaxDepth) fail("groups nested more than " + std::to_string(kMaxDepth) + " deep");
       ++pos_;
       Fragment g = alternation();
+      --depth_;
       skip();
       if (pos_ >= text_.size() || text_[pos_] != ')') fail("missing ')'");
       ++pos_;
@@ -167,6 +172,8 @@ class Builder {
   std::vector<NfaState>& nfa_;
   std::string text_;
   size_t pos_ = 0;
+  static constexpr int kMaxDepth = 100;
+  int depth_ = 0;
 };
 
 }  // namespace

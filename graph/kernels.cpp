@@ -15,6 +15,14 @@ using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 void set_threads(int n) { openblas_set_num_threads(std::max(1, n)); }
 int threads() { return openblas_get_num_threads(); }
 
+SingleThreadedBlas::SingleThreadedBlas(bool active) : saved_(active ? threads() : 0) {
+  if (saved_ > 1) set_threads(1);
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (saved_ > 1) set_threads(saved_);
+}
+
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;

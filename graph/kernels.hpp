@@ -12,6 +12,19 @@ namespace pathpatch::kernels {
 void set_threads(int n);
 int threads();
 
+// One BLAS thread while in scope. For runs of small products (one per attention head), where
+// waking the second thread costs more than it saves.
+class SingleThreadedBlas {
+ public:
+  explicit SingleThreadedBlas(bool active = true);
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
 // C[M,N] = op(A)[M,K] * op(B)[K,N] + beta * C. The one call site of SGEMM in the project: every
 // matmul of every model goes through here, over all rows (batch x positions) at once.
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,

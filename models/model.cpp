@@ -330,6 +330,8 @@ AttnResult Model::attention_z(int L, const AttnCall& c, ComputeContext& ctx) con
   // padding key. Only a whole-sequence call can hand scores and pattern to probes.
   const int64_t TQ = c.hi - c.q_lo, S = c.hi, q_skip = c.q_lo - c.kv_lo;
   PP_CHECK(all || (!ctx.wants(la.scores) && !ctx.wants(la.pattern)), "a windowed attention cannot emit its pattern");
+  // Per-head products are small: one BLAS thread each beats waking two for every one of them.
+  kernels::SingleThreadedBlas one_thread(TQ * S * E < (1 << 22));
   Tensor scores = Tensor::uninitialized({B, H, TQ, S});
   float* s = scores.data_mut();
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));

@@ -47,6 +47,12 @@ class Tokenizer {
   std::vector<int32_t> encode_prompt(std::string_view text) const;
 };
 
+// The one token `continuation` adds after `prompt` (an answer " Mary" after "... gave a drink to"),
+// found by encoding both: tokenizers treat a leading space differently (GPT-2 makes " Mary" one
+// token; sentencepiece alone makes it "▁" "▁Mary"), in context they agree. TokenizerError if the
+// continuation is not exactly one more token.
+int32_t next_token(const Tokenizer& tok, std::string_view prompt, std::string_view continuation);
+
 // The tokenizer files in a model folder, looked for in this order:
 //   vocab.json + merges.txt   GPT-2 byte-level BPE (one without the other is an error)
 //   tokenizer.model           sentencepiece (Llama), preferred to a tokenizer.json beside it

@@ -564,4 +564,15 @@ std::shared_ptr<const Tokenizer> load_tokenizer(const fs::path& dir) {
   return nullptr;
 }
 
+int32_t next_token(const Tokenizer& tok, std::string_view prompt, std::string_view continuation) {
+  std::vector<int32_t> base = tok.encode(prompt);
+  std::vector<int32_t> both = tok.encode(std::string(prompt) + std::string(continuation));
+  const bool one_more = both.size() == base.size() + 1 && std::equal(base.begin(), base.end(), both.begin());
+  if (!one_more)
+    throw TokenizerError("'" + std::string(continuation) + "' after '" + std::string(prompt) + "' is not one token (" +
+                         std::to_string(static_cast<long>(both.size()) - static_cast<long>(base.size())) +
+                         " more tokens, or the prompt's last token changed); choose a single-token answer");
+  return both.back();
+}
+
 }  // namespace pathpatch

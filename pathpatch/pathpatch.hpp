@@ -12,3 +12,5 @@
 #include "pathpatch/patching.hpp"
 #include "pathpatch/rules.hpp"
 #include "pathpatch/run.hpp"
+#include "pathpatch/viz/diagrams.hpp"
+#include "pathpatch/viz/heatmap.hpp"

@@ -1,78 +1,131 @@
-// The pathpatch command-line tool. Each subcommand is a thin layer over the library API.
+// The pathpatch command-line tool. Each subcommand is a thin layer over the library API; the
+// common option parsing lives in cli/options.hpp and the demo in cli/demo.cpp.
 #include <fnmatch.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
+#include "cli/options.hpp"
 #include "pathpatch/models/safetensors.hpp"
 #include "pathpatch/pathpatch.hpp"
+#include "pathpatch/viz/diagrams.hpp"
+#include "pathpatch/viz/heatmap.hpp"
 
 namespace pp = pathpatch;
+using namespace pathpatch::cli;
 
 namespace {
 
-// Exit codes: 0 success, 1 bad input (a pathpatch::Error), 2 bad usage, 3 internal error.
-constexpr int kBadInput = 1, kInternal = 3;
-
-std::vector<int32_t> parse_ids(const std::string& text) {
-  std::vector<int32_t> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      long v = std::stol(item, &used);
-      if (used != item.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(item);
-      ids.push_back(static_cast<int32_t>(v));
-    } catch (const std::exception&) {
-      throw pp::InputError("--ids: '" + item + "' is not a token id (expected comma-separated integers)");
-    }
-  }
-  if (ids.empty()) throw pp::InputError("--ids: empty list");
-  return ids;
-}
-
 void print_info(const pp::Model& m) {
-  std::cout << "model       " << m.dir().string() << "\n" << m.config().summary() << "\nnodes:\n ";
+  std::cout << "model       " << m.dir().string() << "\n" << m.config().summary();
+  std::cout << "tokenizer   " << (m.tokenizer() ? "yes" : "none") << "\n\nnodes:\n ";
   for (const auto& n : m.graph().nodes()) std::cout << " " << n.name;
   std::cout << "\n\nactivations:\n";
   for (const auto& a : m.graph().activations()) std::cout << "  " << a.name << "  [" << a.axes << "]\n";
 }
 
-int cmd_forward(const pp::Model& m, const std::vector<std::string>& id_lists, const std::string& dump,
-                const std::string& names) {
-  std::vector<std::vector<int32_t>> rows;
-  for (const auto& s : id_lists) rows.push_back(parse_ids(s));
-  pp::Batch batch = pp::Batch::from_rows(rows);
+int cmd_tokenize(const pp::Model& m, const std::vector<std::string>& texts) {
+  const pp::Tokenizer& tok = require_tokenizer(m);
+  for (const std::string& t : texts) {
+    std::vector<int32_t> ids = tok.encode_prompt(t);
+    std::cout << ids.size() << " tokens:";
+    for (int32_t id : ids) std::cout << " " << id;
+    std::cout << "\n ";
+    for (int32_t id : ids) std::cout << " [" << tok.piece(id) << "]";
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::string& dump, const std::string& names) {
+  pp::Batch batch = prompts.batch(m, "input");
   pp::RunOptions opt;
-  if (!dump.empty()) {
+  if (!dump.empty())
     for (const auto& a : m.graph().activations())
       if (fnmatch(names.c_str(), a.name.c_str(), 0) == 0) opt.interventions.push_back(pp::probe(a.name));
-  }
   pp::Result r = pp::forward(m, batch, opt);
   if (!dump.empty()) {
     std::vector<std::pair<std::string, pp::Tensor>> out;
     if (fnmatch(names.c_str(), "logits", 0) == 0) out.emplace_back("logits", r.logits);
-    for (const auto& p : r.probes) out.emplace_back(p.label, p.value);
-    std::vector<float> mask(batch.mask.begin(), batch.mask.end());
+    for (const auto& p : r.probes) out.emplace_back(p.activation, p.value);
+    std::vector<float> ids(batch.ids.begin(), batch.ids.end()), mask(batch.mask.begin(), batch.mask.end());
+    out.emplace_back("input_ids", pp::Tensor::from_vector({batch.size, batch.seq}, ids));
     out.emplace_back("attention_mask", pp::Tensor::from_vector({batch.size, batch.seq}, mask));
     pp::write_safetensors(dump, out, {{"model", m.dir().string()}});
     std::cout << "wrote " << out.size() << " tensors to " << dump << "\n";
     return 0;
   }
-  const int64_t T = batch.seq, V = m.config().vocab_size;
-  for (int64_t b = 0; b < batch.size; ++b) {
-    const float* row = r.logits.data() + (b * T + T - 1) * V;
-    std::vector<int> idx(V);
-    for (int i = 0; i < V; ++i) idx[i] = i;
-    std::partial_sort(idx.begin(), idx.begin() + std::min<int64_t>(5, V), idx.end(),
-                      [&](int x, int y) { return row[x] > row[y]; });
-    std::cout << "row " << b << " next token:";
-    for (int i = 0; i < std::min<int64_t>(5, V); ++i) std::printf("  %d (%.3f)", idx[i], row[idx[i]]);
-    std::cout << "\n";
+  print_top_tokens(m, batch, r.logits, top);
+  return 0;
+}
+
+int cmd_patch(const pp::Model& m, const Experiment& x, const std::string& sites_spec, const std::string& layers,
+              const std::string& positions, bool noise, const Outputs& outputs) {
+  pp::Sites sites;
+  sites.names = split_list(sites_spec);
+  sites.layers = parse_ints(layers, "--layers");
+  parse_positions(positions, sites);
+  pp::PatchingOptions o;
+  o.direction = noise ? pp::Direction::Noise : pp::Direction::Denoise;
+  ProgressBar bar("patching");
+  o.progress = bar.callback();
+  auto results = pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o);
+  // What a patch moves away from: the patched run's own input (normalised scores start at 0).
+  const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
+  const pp::viz::Baseline base = normalised ? pp::viz::Baseline::None
+                                 : noise    ? pp::viz::Baseline::Clean
+                                            : pp::viz::Baseline::Corrupted;
+  for (auto& [name, sweep] : results) {
+    print_sweep(sweep, normalised ? 0.0f : noise ? sweep.clean : sweep.corrupted);
+    outputs.write(m, x.clean, sweep, results.size() > 1 ? name : "", base);
+  }
+  return 0;
+}
+
+int cmd_paths(const pp::Model& m, const Experiment& x, const std::vector<std::string>& receiver_specs,
+              const std::string& senders_spec, const std::string& kind, bool mlps_on_path, bool include_mlps,
+              const Outputs& outputs) {
+  pp::PathPatchingOptions o;
+  o.mlps_on_path = mlps_on_path;
+  ProgressBar bar("path patching");
+  o.progress = bar.callback();
+  pp::SweepResult sweep;
+  if (!senders_spec.empty()) {
+    sweep = pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec), parse_receiver_kind(kind), x.metric, o);
+    sweep.title = "receivers (" + kind + ") of " + senders_spec;
+  } else {
+    std::vector<pp::Receiver> receivers;
+    for (const std::string& r : receiver_specs) receivers.push_back(parse_receiver(r));
+    if (receivers.empty()) receivers.push_back(pp::Receiver::logits());
+    sweep = pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, include_mlps);
+    sweep.title = "senders -> " + (receiver_specs.empty() ? std::string("logits") : join(receiver_specs, ", "));
+  }
+  const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
+  print_sweep(sweep, normalised ? 1.0f : sweep.clean);
+  outputs.write(m, x.clean, sweep, "", normalised ? pp::viz::Baseline::None : pp::viz::Baseline::Clean);
+  return 0;
+}
+
+int cmd_trace(const pp::Model& m, const Prompts& clean, const Prompts& corrupted, const std::vector<std::string>& rules,
+              int default_input, int top, const std::string& render) {
+  pp::Batch c = clean.batch(m, "clean input"), k = corrupted.batch(m, "corrupted input");
+  pp::PathRules pr;
+  for (const std::string& r : rules) {
+    auto eq = r.rfind('=');
+    if (eq == std::string::npos)
+      throw pp::InputError("--rule '" + r + "': expected PATTERN=INPUT, e.g. 'ln_final a1 a1.head a1.head3=1'");
+    pr.add(r.substr(0, eq), static_cast<int>(parse_ints(r.substr(eq + 1), "--rule input").at(0)));
+  }
+  pr.otherwise(default_input);
+  pp::Result r = pp::run(m, {c, k}, pr);
+  std::cout << "steps " << r.stats.steps << ", computed " << r.stats.computed << ", cache hits " << r.stats.cache_hits
+            << ", node visits " << r.stats.node_visits << ", " << r.stats.flops / 1e6 << " MFLOP\n";
+  print_top_tokens(m, c, r.logits, top);
+  if (!render.empty()) {
+    pp::viz::render_provenance(r, m, render, pp::viz::DiagramOptions::for_inputs({c, k}, {"clean", "corrupted"}));
+    std::cout << "wrote " << render << "\n";
   }
   return 0;
 }
@@ -84,22 +137,91 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Examples:\n"
+      "  pathpatch demo\n"
       "  pathpatch info --model models/zoo/induction-gpt2\n"
-      "  pathpatch forward --model tests/golden/gpt2 --ids 3,14,15 --ids 9,2\n"
-      "  pathpatch forward --model tests/golden/gpt2 --ids 3,14,15 --dump acts.safetensors --names 'blocks.0.*'");
+      "  pathpatch tokenize --model models/zoo/ioi-llama --text 'When Mary and John went to the store'\n"
+      "  pathpatch forward --model models/zoo/ioi-llama --text 'When Mary and John went to the store, John gave a drink to'\n"
+      "  pathpatch forward --model tests/golden/gpt2 --ids 3,14,15 --dump acts.safetensors --names 'blocks.0.*'\n"
+      "  pathpatch patch --model models/zoo/ioi-llama --clean 'When Mary and John went to the store, John gave a drink to'\n"
+      "      --corrupt 'When Mary and John went to the store, Anna gave a drink to' --answer ' Mary' --wrong ' John'\n"
+      "      --sites z --heatmap z.svg\n"
+      "  pathpatch paths --model models/zoo/ioi-llama --clean ... --corrupt ... --answer ' Mary' --wrong ' John' --heatmap s.svg\n"
+      "  pathpatch trace --model models/zoo/ioi-llama --clean ... --corrupt ... --rule 'ln_final a1 a1.head a1.head3=1' "
+      "--render paths.svg\n"
+      "\nExit codes: 0 success, 1 bad input (the message says what and where), 2 bad usage, 3 internal error.");
 
   std::string model_dir;
-  auto* info = app.add_subcommand("info", "Print a model's config, parameter count, nodes and activations");
-  info->add_option("--model", model_dir, "Model folder (config.json + model.safetensors)")->required();
+  auto add_model = [&](CLI::App* sub, bool required = true) {
+    auto* o = sub->add_option("--model", model_dir, "Model folder (config.json, model.safetensors, tokenizer files)");
+    if (required) o->required();
+  };
 
-  std::vector<std::string> ids;
+  auto* info = app.add_subcommand("info", "Print a model's config, parameter count, nodes and activations");
+  add_model(info);
+
+  std::vector<std::string> texts;
+  auto* tokenize = app.add_subcommand("tokenize", "Show the token ids and pieces of texts");
+  add_model(tokenize);
+  tokenize->add_option("--text", texts, "Text to tokenize (repeat for more)")->required();
+
+  Prompts input;
+  int top = 5;
   std::string dump, names = "*";
-  auto* fwd = app.add_subcommand("forward", "Run the model; print the top-5 next tokens or dump activations");
-  fwd->add_option("--model", model_dir, "Model folder")->required();
-  fwd->add_option("--ids", ids, "Comma-separated token ids; repeat for more rows (left-padded into one batch)")
-      ->required();
+  auto* fwd = app.add_subcommand("forward", "Run the model: the top next tokens, or dump activations");
+  add_model(fwd);
+  input.add_options(fwd, "", "Input");
+  fwd->add_option("--top", top, "How many next tokens to show per row")->capture_default_str();
   fwd->add_option("--dump", dump, "Write logits and activations (F32, TransformerLens names) to this safetensors file");
-  fwd->add_option("--names", names, "Only activations whose name matches this glob (with --dump)");
+  fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob")->capture_default_str();
+
+  ExperimentSpec spec;
+  Outputs outputs;
+  std::string sites = "resid_pre,attn_out,mlp_out", layers, positions = "all";
+  bool noise = false;
+  auto* patch = app.add_subcommand("patch", "Activation patching over sites, with a metric; heatmaps, CSV, JSON");
+  add_model(patch);
+  spec.add_options(patch);
+  patch->add_option("--sites", sites, "Comma-separated: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, "
+                                      "pattern, result")->capture_default_str();
+  patch->add_option("--layers", layers, "Comma-separated layers (default: all)");
+  patch->add_option("--positions", positions,
+                    "all | each | last | lastk:K | custom:P,P,... | constant:P,P,... (nnpatch's custom_constant)")
+      ->capture_default_str();
+  patch->add_flag("--noise", noise, "Run the clean input and patch in corrupted values (default: the reverse)");
+  outputs.add_options(patch);
+
+  std::vector<std::string> receivers;
+  std::string senders, receiver_kind = "input";
+  bool mlps_on_path = false, include_mlps = false;
+  auto* paths = app.add_subcommand("paths", "Path patching: sweep every sender to receivers, or receivers of senders");
+  add_model(paths);
+  spec.add_options(paths);
+  paths->add_option("--receiver", receivers, "logits (default), or q:L.H, k:L.H, v:L.H, input:L.H (repeat for more)");
+  paths->add_option("--senders", senders, "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2");
+  paths->add_option("--receiver-kind", receiver_kind, "With --senders: q, k, v or input")->capture_default_str();
+  paths->add_flag("--mlps-on-path", mlps_on_path, "Recompute MLPs between sender and receiver as part of the path");
+  paths->add_flag("--include-mlps", include_mlps, "Also sweep each layer's MLP as a sender");
+  outputs.add_options(paths);
+
+  Prompts trace_clean, trace_corrupt;
+  std::vector<std::string> rules;
+  int default_input = 0;
+  std::string render;
+  auto* trace = app.add_subcommand("trace", "Run path rules on a clean and a corrupted input; draw the computation");
+  add_model(trace);
+  trace_clean.add_options(trace, "clean", "Clean input (input 0)");
+  trace_corrupt.add_options(trace, "corrupt", "Corrupted input (input 1)");
+  trace->add_option("--rule", rules, "PATTERN=INPUT, e.g. 'ln_final a1 a1.head a1.head3=1' (see pathpatch/rules.hpp)")
+      ->required();
+  trace->add_option("--default", default_input, "The input of paths no rule matches")->capture_default_str();
+  trace->add_option("--top", top, "How many next tokens to show per row")->capture_default_str();
+  trace->add_option("--render", render, "Draw the provenance DAG: .svg, .png, .pdf or .dot");
+
+  std::string demo_out = "demo-out";
+  model_dir = default_model_dir();
+  auto* demo = app.add_subcommand("demo", "Find the induction circuit of the default zoo model; write pictures and a summary");
+  add_model(demo, false);
+  demo->add_option("--out", demo_out, "Folder for the pictures and summary")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -109,7 +231,13 @@ int main(int argc, char** argv) {
   try {
     pp::Model model = pp::load_model(model_dir);
     if (*info) print_info(model);
-    if (*fwd) return cmd_forward(model, ids, dump, names);
+    if (*tokenize) return cmd_tokenize(model, texts);
+    if (*fwd) return cmd_forward(model, input, top, dump, names);
+    if (*patch) return cmd_patch(model, spec.build(model), sites, layers, positions, noise, outputs);
+    if (*paths)
+      return cmd_paths(model, spec.build(model), receivers, senders, receiver_kind, mlps_on_path, include_mlps, outputs);
+    if (*trace) return cmd_trace(model, trace_clean, trace_corrupt, rules, default_input, top, render);
+    if (*demo) return run_demo(model, demo_out);
     return 0;
   } catch (const pp::Error& e) {
     std::cerr << "pathpatch: " << e.what() << "\n";

@@ -1,0 +1,335 @@
+#include "cli/options.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "pathpatch/viz/diagrams.hpp"
+#include "pathpatch/viz/heatmap.hpp"
+
+namespace pathpatch::cli {
+
+namespace fs = std::filesystem;
+
+// ---- Lists and numbers ---------------------------------------------------------------------
+
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, sep))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? sep : "") + parts[i];
+  return s;
+}
+
+std::vector<int> parse_ints(const std::string& s, const std::string& what) {
+  std::vector<int> out;
+  for (const std::string& item : split_list(s)) {
+    try {
+      size_t used = 0;
+      long v = std::stol(item, &used);
+      if (used != item.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(item);
+      out.push_back(static_cast<int>(v));
+    } catch (const std::exception&) {
+      throw InputError(what + ": '" + item + "' is not an integer (expected a comma-separated list)");
+    }
+  }
+  return out;
+}
+
+void parse_positions(const std::string& spec, Sites& sites) {
+  auto colon = spec.find(':');
+  std::string mode = spec.substr(0, colon), arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (mode == "all") sites.positions = SitePositions::All;
+  else if (mode == "each") sites.positions = SitePositions::Each;
+  else if (mode == "last") sites.positions = SitePositions::Last;
+  else if (mode == "lastk") {
+    sites.positions = SitePositions::LastK;
+    std::vector<int> k = parse_ints(arg, "--positions lastk:K");
+    if (k.size() != 1) throw InputError("--positions lastk:K needs one number, e.g. lastk:3");
+    sites.k = k[0];
+  } else if (mode == "custom" || mode == "constant") {
+    sites.positions = mode == "custom" ? SitePositions::Custom : SitePositions::CustomConstant;
+    sites.custom = parse_ints(arg, "--positions " + mode);
+    if (sites.custom.empty()) throw InputError("--positions " + mode + ":P,P,... needs positions");
+  } else {
+    throw InputError("--positions '" + spec + "': expected all, each, last, lastk:K, custom:P,... or constant:P,...");
+  }
+}
+
+namespace {
+
+std::pair<int, int> layer_head(const std::string& s, const std::string& what) {
+  std::vector<int> v = parse_ints(s.find('.') == std::string::npos ? s : s.substr(0, s.find('.')) + "," + s.substr(s.find('.') + 1), what);
+  if (v.size() != 2) throw InputError(what + ": '" + s + "' is not LAYER.HEAD (e.g. 1.3)");
+  return {v[0], v[1]};
+}
+
+}  // namespace
+
+Receiver::Kind parse_receiver_kind(const std::string& kind) {
+  if (kind == "q") return Receiver::Q;
+  if (kind == "k") return Receiver::K;
+  if (kind == "v") return Receiver::V;
+  if (kind == "input") return Receiver::Input;
+  throw InputError("receiver kind '" + kind + "': expected q, k, v or input");
+}
+
+Receiver parse_receiver(const std::string& spec) {
+  if (spec == "logits") return Receiver::logits();
+  auto colon = spec.find(':');
+  if (colon == std::string::npos)
+    throw InputError("--receiver '" + spec + "': expected logits, q:L.H, k:L.H, v:L.H or input:L.H");
+  auto [layer, head] = layer_head(spec.substr(colon + 1), "--receiver");
+  return Receiver{parse_receiver_kind(spec.substr(0, colon)), layer, head};
+}
+
+std::vector<Sender> parse_senders(const std::string& spec) {
+  std::vector<Sender> out;
+  for (const std::string& s : split_list(spec)) {
+    if (s.rfind("mlp:", 0) == 0) {
+      out.push_back(Sender{parse_ints(s.substr(4), "--senders mlp:L").at(0), -1});
+    } else {
+      auto [layer, head] = layer_head(s, "--senders");
+      out.push_back(Sender{layer, head});
+    }
+  }
+  if (out.empty()) throw InputError("--senders: none given (e.g. 0.1,0.3 or mlp:2)");
+  return out;
+}
+
+// ---- Inputs --------------------------------------------------------------------------------
+
+const Tokenizer& require_tokenizer(const Model& m) {
+  if (!m.tokenizer())
+    throw TokenizerError(m.dir().string() + " has no tokenizer files (vocab.json + merges.txt, tokenizer.model or "
+                                            "tokenizer.json); give token ids instead");
+  return *m.tokenizer();
+}
+
+void Prompts::add_options(CLI::App* app, const std::string& name, const std::string& what) {
+  flag = name.empty() ? "--text" : "--" + name;
+  std::string ids_flag = name.empty() ? "--ids" : "--" + name + "-ids";
+  app->add_option(flag, texts, what + " as text (repeat for more rows; needs the model's tokenizer)");
+  app->add_option(ids_flag, ids, what + " as comma-separated token ids (repeat for more rows)");
+}
+
+Batch Prompts::batch(const Model& m, const std::string& what) const {
+  if (texts.empty() && ids.empty()) throw InputError(what + ": give " + flag + " or its -ids form");
+  if (!texts.empty() && !ids.empty()) throw InputError(what + ": give text or token ids, not both");
+  if (!texts.empty()) return m.encode(texts);
+  std::vector<std::vector<int32_t>> rows;
+  for (const std::string& s : ids) {
+    std::vector<int> v = parse_ints(s, what + " ids");
+    rows.emplace_back(v.begin(), v.end());
+  }
+  Batch b = Batch::from_rows(rows, m.config().eos_token_id >= 0 ? m.config().eos_token_id : 0);
+  m.validate(b, what);
+  return b;
+}
+
+void ExperimentSpec::add_options(CLI::App* app) {
+  clean.add_options(app, "clean", "Clean input");
+  corrupt.add_options(app, "corrupt", "Corrupted input");
+  app->add_option("--answer", answer, "The correct next token, as text (one per row, or one for all)");
+  app->add_option("--wrong", wrong, "The distractor token for logit differences, as text");
+  app->add_option("--answer-id", answer_ids, "The correct next token's id (instead of --answer)");
+  app->add_option("--wrong-id", wrong_ids, "The distractor's id (instead of --wrong)");
+  app->add_option("--metric", metric, "logit-diff, normalized, prob, logprob, kl or ce")->capture_default_str();
+  app->add_option("--metric-positions", metric_positions, "Positions scored, comma-separated, negative from the end")
+      ->capture_default_str();
+}
+
+namespace {
+
+// One token per row: ids as given, or texts read as the continuation of each clean prompt.
+std::vector<int32_t> tokens_for(const Model& m, const std::vector<std::string>& texts, const std::vector<int>& ids,
+                                const std::vector<std::string>& prompts, int64_t rows, const std::string& flag) {
+  if (!texts.empty() && !ids.empty()) throw InputError(flag + ": give text or ids, not both");
+  std::vector<int32_t> out(ids.begin(), ids.end());
+  if (!texts.empty()) {
+    if (prompts.empty()) throw InputError(flag + " as text needs the prompts as text too (--clean); or give " + flag + "-id");
+    for (size_t r = 0; r < prompts.size(); ++r)
+      out.push_back(next_token(require_tokenizer(m), prompts[r], texts.size() == 1 ? texts[0] : texts.at(r % texts.size())));
+    if (texts.size() != 1 && texts.size() != prompts.size())
+      throw InputError(flag + ": " + std::to_string(texts.size()) + " answers for " + std::to_string(prompts.size()) + " prompts");
+  }
+  if (out.size() == 1) out.assign(rows, out[0]);
+  if (static_cast<int64_t>(out.size()) != rows)
+    throw InputError(flag + ": " + std::to_string(out.size()) + " tokens for " + std::to_string(rows) +
+                     " rows; give one per row, or one for all");
+  return out;
+}
+
+}  // namespace
+
+Experiment ExperimentSpec::build(const Model& m) const {
+  Experiment x;
+  x.clean = clean.batch(m, "clean input");
+  x.corrupted = corrupt.batch(m, "corrupted input");
+  if (x.clean.seq != x.corrupted.seq) {
+    throw InputError("the clean input has " + std::to_string(x.clean.seq) + " tokens, the corrupted one " +
+                     std::to_string(x.corrupted.seq) + "; patching needs the same length (see `pathpatch tokenize`)");
+  }
+  std::vector<int> pos = parse_ints(metric_positions, "--metric-positions");
+  const int64_t B = x.clean.size;
+  if (metric == "logit-diff" || metric == "normalized") {
+    auto a = tokens_for(m, answer, answer_ids, clean.texts, B, "--answer");
+    auto w = tokens_for(m, wrong, wrong_ids, clean.texts, B, "--wrong");
+    x.metric = metric == "logit-diff" ? Metric::logit_diff(a, w, pos) : Metric::normalized_logit_diff(a, w, pos);
+  } else if (metric == "prob" || metric == "logprob") {
+    auto a = tokens_for(m, answer, answer_ids, clean.texts, B, "--answer");
+    x.metric = metric == "prob" ? Metric::prob(a, pos) : Metric::log_prob(a, pos);
+  } else if (metric == "kl") {
+    x.metric = Metric::kl(pos);
+  } else if (metric == "ce") {
+    x.metric = Metric::cross_entropy(metric_positions == "-1" ? std::vector<int>{} : pos);
+  } else {
+    throw InputError("--metric '" + metric + "': expected logit-diff, normalized, prob, logprob, kl or ce");
+  }
+  return x;
+}
+
+// ---- Outputs -------------------------------------------------------------------------------
+
+void Outputs::add_options(CLI::App* app) {
+  app->add_option("--heatmap", heatmap, "Write a heatmap (.svg)");
+  app->add_option("--out", out, "Write the numbers (.csv or .json)");
+  app->add_option("--circuit", circuit, "Draw the cells above --threshold as a circuit (.svg, .png, .pdf, .dot)");
+  app->add_option("--threshold", threshold, "Smallest |effect| drawn in --circuit")->capture_default_str();
+}
+
+namespace {
+
+std::string with_suffix(const std::string& path, const std::string& suffix) {
+  if (suffix.empty()) return path;
+  fs::path p(path);
+  return (p.parent_path() / (p.stem().string() + "-" + suffix + p.extension().string())).string();
+}
+
+}  // namespace
+
+void Outputs::write(const Model& m, const Batch& clean, const SweepResult& sweep, const std::string& suffix,
+                    viz::Baseline baseline) const {
+  std::vector<std::string> labels;
+  if (m.tokenizer())
+    for (int64_t t = 0; t < clean.seq; ++t) labels.push_back(m.tokenizer()->piece(clean.id(0, t)));
+  if (!heatmap.empty()) {
+    viz::HeatmapOptions o;
+    o.baseline = baseline;
+    o.position_labels = labels;
+    std::string path = with_suffix(heatmap, suffix);
+    viz::write_sweep(sweep, path, o);
+    std::cout << "wrote " << path << "\n";
+  }
+  if (!out.empty()) {
+    std::string path = with_suffix(out, suffix);
+    viz::write_sweep(sweep, path);
+    std::cout << "wrote " << path << "\n";
+  }
+  if (!circuit.empty()) {
+    std::string path = with_suffix(circuit, suffix);
+    viz::CircuitOptions o;
+    o.baseline = baseline;
+    o.position_labels = labels;
+    viz::circuit_graph(sweep, threshold, o).render_file(path);
+    std::cout << "wrote " << path << "\n";
+  }
+}
+
+// ---- Progress ------------------------------------------------------------------------------
+
+Progress ProgressBar::callback() {
+  return [this](size_t done, size_t total) { show(done, total); };
+}
+
+void ProgressBar::show(size_t done, size_t total) {
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  if (!isatty(STDERR_FILENO) || (elapsed < 1.0 && !shown_) || total == 0) return;
+  shown_ = true;
+  const int width = 30;
+  int filled = static_cast<int>(width * done / total);
+  std::fprintf(stderr, "\r%s [%s%s] %zu/%zu  %.0fs", what_.c_str(), std::string(filled, '#').c_str(),
+               std::string(width - filled, '.').c_str(), done, total, elapsed);
+  std::fflush(stderr);
+}
+
+ProgressBar::~ProgressBar() {
+  if (shown_) std::fprintf(stderr, "\n");
+}
+
+// ---- Printing ------------------------------------------------------------------------------
+
+std::string default_model_dir() {
+  if (const char* zoo = std::getenv("PATHPATCH_ZOO")) return (fs::path(zoo) / "induction-gpt2").string();
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  fs::path installed = exe.parent_path().parent_path() / "share" / "pathpatch" / "zoo" / "induction-gpt2";
+  if (!ec && fs::exists(installed)) return installed.string();
+  return (fs::path(PP_SOURCE_DIR) / "models" / "zoo" / "induction-gpt2").string();
+}
+
+void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, int top) {
+  const int64_t T = batch.seq, V = m.config().vocab_size;
+  top = static_cast<int>(std::min<int64_t>(std::max(top, 1), V));
+  for (int64_t b = 0; b < batch.size; ++b) {
+    const float* row = logits.data() + (b * T + T - 1) * V;
+    std::vector<int> idx(V);
+    for (int i = 0; i < V; ++i) idx[i] = i;
+    std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int x, int y) { return row[x] > row[y]; });
+    double mx = row[idx[0]], z = 0;
+    for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
+    std::cout << "row " << b << " next token:";
+    for (int i = 0; i < top; ++i) {
+      std::string piece = m.tokenizer() ? "'" + m.tokenizer()->piece(idx[i]) + "' " : "";
+      std::printf("  %s%d (p=%.3f)", piece.c_str(), idx[i], std::exp(row[idx[i]] - mx) / z);
+    }
+    std::cout << "\n";
+  }
+}
+
+void print_sweep(const SweepResult& s, float base) {
+  std::printf("%s: %s (clean %.4f, corrupted %.4f)\n", s.title.c_str(), s.metric.c_str(), s.clean, s.corrupted);
+  const Tensor& v = s.values;
+  if (v.dim() == 1 || v.dim() == 2) {
+    const int64_t rows = v.size(0), cols = v.dim() == 2 ? v.size(1) : 1;
+    std::printf("%8s", (s.axes[0] + (v.dim() == 2 ? "\\" + s.axes[1] : "")).c_str());
+    for (int64_t c = 0; c < cols; ++c) std::printf(" %8s", v.dim() == 2 ? s.labels[1][c].c_str() : "");
+    std::printf("\n");
+    for (int64_t r = 0; r < rows; ++r) {
+      std::printf("%8s", s.labels[0][r].c_str());
+      for (int64_t c = 0; c < cols; ++c) {
+        float x = v.data()[r * cols + c];
+        if (std::isnan(x)) std::printf(" %8s", "-");
+        else std::printf(" %8.4f", x);
+      }
+      std::printf("\n");
+    }
+    return;
+  }
+  // Three axes: the ten cells that move the metric most.
+  std::vector<int64_t> idx(v.numel());
+  for (int64_t i = 0; i < v.numel(); ++i) idx[i] = i;
+  std::partial_sort(idx.begin(), idx.begin() + std::min<int64_t>(10, v.numel()), idx.end(), [&](int64_t a, int64_t b) {
+    return std::fabs(v.data()[a] - base) > std::fabs(v.data()[b] - base);
+  });
+  std::printf("largest effects (%s, %s, %s):\n", s.axes[0].c_str(), s.axes[1].c_str(), s.axes[2].c_str());
+  for (int64_t i = 0; i < std::min<int64_t>(10, v.numel()); ++i) {
+    int64_t k = idx[i], c = k % v.size(2), b = (k / v.size(2)) % v.size(1), a = k / (v.size(1) * v.size(2));
+    std::printf("  %s=%s %s=%s %s=%s  %.4f\n", s.axes[0].c_str(), s.labels[0][a].c_str(), s.axes[1].c_str(),
+                s.labels[1][b].c_str(), s.axes[2].c_str(), s.labels[2][c].c_str(), v.data()[k]);
+  }
+}
+
+}  // namespace pathpatch::cli

@@ -1,0 +1,80 @@
+#pragma once
+// Option parsing and printing shared by the pathpatch subcommands.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "pathpatch/pathpatch.hpp"
+#include "pathpatch/viz/heatmap.hpp"
+
+namespace pathpatch::cli {
+
+constexpr int kBadInput = 1, kInternal = 3;  // exit codes (CLI11 uses 2 for usage errors)
+
+// Inputs given as text (--text / --clean / --corrupt) or token ids (--ids / --clean-ids ...).
+struct Prompts {
+  std::vector<std::string> texts, ids;
+  std::string flag;  // "--text" or "--clean", for messages
+  void add_options(CLI::App* app, const std::string& name, const std::string& what);
+  Batch batch(const Model& m, const std::string& what) const;  // left-padded; InputError if none given
+};
+
+// A clean and a corrupted input and a metric: what `patch` and `paths` need.
+struct Experiment {
+  Batch clean, corrupted;
+  Metric metric;
+};
+
+struct ExperimentSpec {
+  Prompts clean, corrupt;
+  std::vector<std::string> answer, wrong;  // texts, one token each
+  std::vector<int> answer_ids, wrong_ids;
+  std::string metric = "logit-diff";
+  std::string metric_positions = "-1";
+  void add_options(CLI::App* app);
+  Experiment build(const Model& m) const;
+};
+
+// Where sweep results go: --heatmap (svg), --out (csv or json), --circuit (svg/png/pdf/dot).
+struct Outputs {
+  std::string heatmap, out, circuit;
+  float threshold = 0.1f;
+  void add_options(CLI::App* app);
+  // `suffix`, if given, goes before the extension (one file per site). Pictures show each value
+  // minus `baseline` (the unpatched run the patches move away from).
+  void write(const Model& m, const Batch& clean, const SweepResult& sweep, const std::string& suffix,
+             viz::Baseline baseline) const;
+};
+
+// A progress bar on stderr for work longer than a second; silent when stderr is not a terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string what) : what_(std::move(what)), start_(std::chrono::steady_clock::now()) {}
+  ~ProgressBar();
+  Progress callback();
+
+ private:
+  void show(size_t done, size_t total);
+  std::string what_;
+  std::chrono::steady_clock::time_point start_;
+  bool shown_ = false;
+};
+
+std::vector<std::string> split_list(const std::string& s, char sep = ',');
+std::string join(const std::vector<std::string>& parts, const std::string& sep);
+std::vector<int> parse_ints(const std::string& s, const std::string& what);
+void parse_positions(const std::string& spec, Sites& sites);
+Receiver parse_receiver(const std::string& spec);  // logits | q:L.H | k:L.H | v:L.H | input:L.H
+Receiver::Kind parse_receiver_kind(const std::string& kind);
+std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
+
+const Tokenizer& require_tokenizer(const Model& m);
+std::string default_model_dir();  // the zoo's smallest model
+void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, int top);
+// Prints the numbers (three axes: the cells farthest from `base`, the unpatched value).
+void print_sweep(const SweepResult& sweep, float base);
+
+int run_demo(const Model& model, const std::string& out_dir);
+
+}  // namespace pathpatch::cli

@@ -60,15 +60,36 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, const float* w, float e
   }
 }
 
+namespace {
+
+// Eigen evaluates exp and tanh with packet code in the body of a buffer and scalar code at its
+// unaligned ends, and the two can differ in the last bit. Here every element takes the packet path
+// (through an aligned scratch padded to whole packets), so a value's bits depend on the value
+// alone, not on where it sits: a step computed for some positions matches the same step computed
+// for all of them.
+template <class F>
+void in_packets(float* x, int64_t n, float pad, F&& f) {
+  constexpr int64_t kChunk = 4096;
+  alignas(64) static thread_local float scratch[kChunk];
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t m = std::min(kChunk, n - i), padded = (m + 15) / 16 * 16;
+    std::copy(x + i, x + i + m, scratch);
+    std::fill(scratch + m, scratch + padded, pad);
+    Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> v(scratch, padded);
+    f(v);
+    std::copy(scratch, scratch + m, x + i);
+  }
+}
+
+}  // namespace
+
 void gelu_tanh(float* x, int64_t n) {
   constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
-  ArrayMap v(x, n);
-  v = 0.5f * v * (1.0f + (kC * (v + 0.044715f * v.cube())).tanh());
+  in_packets(x, n, 0.0f, [&](auto& v) { v = 0.5f * v * (1.0f + (kC * (v + 0.044715f * v.cube())).tanh()); });
 }
 
 void silu(float* x, int64_t n) {
-  ArrayMap v(x, n);
-  v = v / (1.0f + (-v).exp());
+  in_packets(x, n, 0.0f, [](auto& v) { v = v / (1.0f + (-v).exp()); });
 }
 
 void mul(const float* a, const float* b, int64_t n, float* out) {
@@ -93,9 +114,16 @@ void softmax_row(float* x, int64_t n) {
     std::fill(x, x + n, 0.0f);
     return;
   }
-  ArrayMap v(x, n);
-  v = (v - mx).exp();  // exp(-inf) = 0 for masked entries
-  v /= v.sum();
+  // exp(-inf) = 0 for masked entries and for the padding. Rows longer than one scratch chunk are
+  // summed chunk by chunk, in the same order every time.
+  const float ninf = -std::numeric_limits<float>::infinity();
+  double sum = 0;
+  in_packets(x, n, ninf, [&](auto& v) {
+    v = (v - mx).exp();
+    sum += v.sum();
+  });
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
 }  // namespace pathpatch::kernels

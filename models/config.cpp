@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "pathpatch/graph/error.hpp"
+#include "pathpatch/models/json_text.hpp"
 
 namespace pathpatch {
 
@@ -14,19 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-// A JSON value for an error message. Arrays and objects nested more than a few levels deep are named
-// by their type alone: dump() recurses once per level, and a hostile file can nest without bound.
-std::string shown(const json& v) {
-  std::vector<std::pair<const json*, int>> todo{{&v, 0}};
-  while (!todo.empty()) {
-    auto [j, depth] = todo.back();
-    todo.pop_back();
-    if (!j->is_structured()) continue;
-    if (depth >= 16) return std::string("a deeply nested ") + v.type_name();
-    for (const auto& child : *j) todo.emplace_back(&child, depth + 1);
-  }
-  return v.dump();
-}
 
 class Keys {
  public:
@@ -45,19 +33,19 @@ class Keys {
   float number_or(const char* name, float fallback) const {
     const json* v = find({name});
     if (!v || v->is_null()) return fallback;
-    if (!v->is_number()) throw ConfigError(where_ + ": key '" + name + "' must be a number, got " + shown(*v));
+    if (!v->is_number()) throw ConfigError(where_ + ": key '" + name + "' must be a number, got " + detail::json_text(*v));
     return v->get<float>();
   }
   bool boolean_or(const char* name, bool fallback) const {
     const json* v = find({name});
     if (!v || v->is_null()) return fallback;
-    if (!v->is_boolean()) throw ConfigError(where_ + ": key '" + name + "' must be true or false, got " + shown(*v));
+    if (!v->is_boolean()) throw ConfigError(where_ + ": key '" + name + "' must be true or false, got " + detail::json_text(*v));
     return v->get<bool>();
   }
   std::string string_or(const char* name, const std::string& fallback) const {
     const json* v = find({name});
     if (!v || v->is_null()) return fallback;
-    if (!v->is_string()) throw ConfigError(where_ + ": key '" + name + "' must be a string, got " + shown(*v));
+    if (!v->is_string()) throw ConfigError(where_ + ": key '" + name + "' must be a string, got " + detail::json_text(*v));
     return v->get<std::string>();
   }
   const json* find(std::initializer_list<const char*> names) const {
@@ -70,7 +58,7 @@ class Keys {
  private:
   int as_int(const json& v, std::initializer_list<const char*> names) const {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30))
-      throw ConfigError(where_ + ": key " + list(names) + " must be a non-negative integer, got " + shown(v));
+      throw ConfigError(where_ + ": key " + list(names) + " must be a non-negative integer, got " + detail::json_text(v));
     return v.get<int>();
   }
   static std::string list(std::initializer_list<const char*> names) {
@@ -150,7 +138,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
     std::string act = k.string_or("hidden_act", "silu");
     if (act != "silu") throw ConfigError(where + ": hidden_act '" + act + "' is not supported; Llama uses silu");
     if (const json* rs = k.find({"rope_scaling"}); rs && !rs->is_null())
-      throw ConfigError(where + ": rope_scaling " + shown(*rs) + " is not supported (plain RoPE only)");
+      throw ConfigError(where + ": rope_scaling " + detail::json_text(*rs) + " is not supported (plain RoPE only)");
     if (k.boolean_or("attention_bias", false) || k.boolean_or("mlp_bias", false))
       throw ConfigError(where + ": attention_bias / mlp_bias are not supported for llama");
   } else {

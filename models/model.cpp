@@ -107,7 +107,6 @@ Model Model::load(const fs::path& dir) {
 Model load_model(const fs::path& dir) { return Model::load(dir); }
 
 Model::Model(ModelConfig cfg, const Checkpoint& ck) : cfg_(std::move(cfg)), dir_(ck.dir()), id_(next_model_id++) {
-  graph_ = build_graph(cfg_, &acts_);
   const int64_t D = cfg_.d_model, H = cfg_.n_heads, G = cfg_.n_kv_heads, E = cfg_.d_head, F = cfg_.d_mlp,
                 V = cfg_.vocab_size;
   if (cfg_.family == Family::Gpt2) {
@@ -159,6 +158,8 @@ Model::Model(ModelConfig cfg, const Checkpoint& ck) : cfg_(std::move(cfg)), dir_
     for (int64_t i = 0; i < E / 2; ++i)
       inv_freq_.push_back(1.0 / std::pow(static_cast<double>(cfg_.rope_theta), 2.0 * i / E));
   }
+  // Only now that the weights agree with the config: its sizes are trusted to build the graph.
+  graph_ = build_graph(cfg_, &acts_);
 }
 
 Batch Model::encode(const std::vector<std::string>& texts) const {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pathpatch/graph/error.hpp"
+#include "pathpatch/models/json_text.hpp"
 
 namespace pathpatch {
 
@@ -38,19 +39,6 @@ const DTypeInfo* find_dtype(const std::string& name) {
   return nullptr;
 }
 
-// A JSON value for an error message. Arrays and objects nested more than a few levels deep are named
-// by their type alone: dump() recurses once per level, and a hostile file can nest without bound.
-std::string shown(const nlohmann::json& v) {
-  std::vector<std::pair<const nlohmann::json*, int>> todo{{&v, 0}};
-  while (!todo.empty()) {
-    auto [j, depth] = todo.back();
-    todo.pop_back();
-    if (!j->is_structured()) continue;
-    if (depth >= 16) return std::string("a deeply nested ") + v.type_name();
-    for (const auto& child : *j) todo.emplace_back(&child, depth + 1);
-  }
-  return v.dump();
-}
 
 uint64_t read_le64(const uint8_t* p) {
   uint64_t v = 0;
@@ -145,7 +133,7 @@ std::vector<TensorEntry> parse_safetensors_header(const std::string& text, uint6
     uint64_t count = 1;
     for (const auto& dim : v["shape"]) {
       if (!dim.is_number_unsigned())
-        throw FormatError(at + " has a shape entry that is not a non-negative integer: " + shown(dim));
+        throw FormatError(at + " has a shape entry that is not a non-negative integer: " + detail::json_text(dim));
       uint64_t n = dim.get<uint64_t>();
       if (n > (1ull << 40) || (n && count > (1ull << 62) / n))
         throw FormatError(at + " has an impossibly large shape " + v["shape"].dump());

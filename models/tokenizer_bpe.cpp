@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "pathpatch/graph/error.hpp"
+#include "pathpatch/models/json_text.hpp"
 #include "pathpatch/models/tokenizer.hpp"
 
 namespace pathpatch {
@@ -388,19 +389,6 @@ class BpeTokenizer final : public Tokenizer {
 
 // ---- reading the files ----
 
-// A JSON value for an error message. Arrays and objects nested more than a few levels deep are named
-// by their type alone: dump() recurses once per level, and a hostile file can nest without bound.
-std::string shown(const json& v) {
-  std::vector<std::pair<const json*, int>> todo{{&v, 0}};
-  while (!todo.empty()) {
-    auto [j, depth] = todo.back();
-    todo.pop_back();
-    if (!j->is_structured()) continue;
-    if (depth >= 16) return std::string("a deeply nested ") + v.type_name();
-    for (const auto& child : *j) todo.emplace_back(&child, depth + 1);
-  }
-  return v.dump();
-}
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -428,7 +416,7 @@ std::vector<std::string> vocab_from_json(const json& vocab, const std::string& w
   std::vector<bool> seen(n, false);
   for (const auto& [token, value] : vocab.items()) {
     std::string key = where + ": key \"" + token + "\"";
-    if (!value.is_number_integer()) throw TokenizerError(key + ": the id must be an integer, got " + shown(value));
+    if (!value.is_number_integer()) throw TokenizerError(key + ": the id must be an integer, got " + detail::json_text(value));
     int64_t id = value.get<int64_t>();
     if (id < 0 || static_cast<uint64_t>(id) >= n)
       throw TokenizerError(key + ": id " + std::to_string(id) + " is outside 0.." + std::to_string(n - 1) +
@@ -475,7 +463,7 @@ std::vector<MergeLine> merges_from_json(const json& merges, const std::string& w
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       out.push_back(MergeLine{m[0].get<std::string>(), m[1].get<std::string>(), at});
     } else {
-      throw TokenizerError(at + ": expected \"left right\" or [\"left\", \"right\"], got " + shown(m));
+      throw TokenizerError(at + ": expected \"left right\" or [\"left\", \"right\"], got " + detail::json_text(m));
     }
   }
   return out;
@@ -503,17 +491,17 @@ void check_byte_level_bpe(const json& j, const std::string& where) {
   const json* model = member(j, "model");
   if (!model || string_member(*model, "type") != "BPE")
     throw TokenizerError(where + ": key \"model.type\" must be \"BPE\" (got " +
-                         (model && member(*model, "type") ? shown(*member(*model, "type")) : "none") +
+                         (model && member(*model, "type") ? detail::json_text(*member(*model, "type")) : "none") +
                          "); a sentencepiece model should come as tokenizer.model");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (!string_member(*model, key).empty())
       throw TokenizerError(where + ": key \"model." + key + "\" is not supported (GPT-2 byte-level BPE has none)");
   if (const json* norm = member(j, "normalizer"); norm && !norm->is_null())
-    throw TokenizerError(where + ": key \"normalizer\" must be null for GPT-2 byte-level BPE, got " + shown(*norm));
+    throw TokenizerError(where + ": key \"normalizer\" must be null for GPT-2 byte-level BPE, got " + detail::json_text(*norm));
   const json* pre = member(j, "pre_tokenizer");
   if (!pre || string_member(*pre, "type") != "ByteLevel")
     throw TokenizerError(where + ": key \"pre_tokenizer\" must be {\"type\": \"ByteLevel\", ...}, got " +
-                         (pre ? shown(*pre) : "none") + " (only GPT-2's byte-level pre-tokenizer is supported)");
+                         (pre ? detail::json_text(*pre) : "none") + " (only GPT-2's byte-level pre-tokenizer is supported)");
   if (bool_member(*pre, "add_prefix_space", false) || !bool_member(*pre, "use_regex", true))
     throw TokenizerError(where + ": pre_tokenizer needs add_prefix_space false and use_regex true, as GPT-2's");
 }

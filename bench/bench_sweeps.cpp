@@ -4,8 +4,9 @@
 //   (a) every sender head -> the final residual, MLPs frozen
 //   (b) the same with MLPs on the path (recomputed)
 //   (c) activation patching of every head's z at every position
-// For each: wall time, the FLOP floor (what the variants must compute at the least), the share of
-// the SGEMM rate that floor/time reaches, and the speed-up over PyTorch.
+// For each: wall time, the FLOP floor (what the variants must compute at the least), the FLOPs the
+// engine spent, the share of the SGEMM rate that floor/time reaches, the speed-up over PyTorch, and
+// the process's peak RSS so far.
 //
 //   build/bench/bench_sweeps [--torch-every N] [--only a|b|c]
 //   (PyTorch times every Nth variant and scales to the sweep; default 8)
@@ -58,17 +59,25 @@ int main(int argc, char** argv) {
   std::vector<int32_t> answer(B, 100), wrong(B, 200);
   pp::Metric metric = pp::Metric::logit_diff(answer, wrong);
 
-  // FLOP floors. A row is one position of one batch row; per layer a row costs 8 d^2 in attention
-  // projections and 16 d^2 in the MLP (FLOPs, multiply-add = 2).
-  const double mlp_row = 16 * D * D, attn_row = 8 * D * D, head_out_row = 2 * E * D;
+  // FLOP floors, without the unembedding (the metric reads two logits per row). A row is one
+  // position of one batch row; per layer a row costs 8 d^2 in the attention projections (q, k, v,
+  // o), 16 d^2 in the MLP and 4 d_head per head per key it attends to (FLOPs, multiply-add = 2).
+  const double mlp_row = 16 * D * D, attn_row = 8 * D * D, head_out_row = 2 * E * D, kv_row = 4 * D * D;
+  auto mix = [&](double keys) { return 4 * H * E * keys; };
   double floor_a = L * H * B * head_out_row;  // the sender's own output change at the scored row
   double floor_b = 0, floor_c = 0;
   for (int l = 0; l < L; ++l) {
-    floor_b += H * B * (head_out_row + (L - l) * mlp_row);
+    floor_b += H * B * (head_out_row + (L - l) * mlp_row);  // and the MLPs after it, at the scored row
+    // Patching z at (layer l, position p) changes positions p..T-1 from layer l on; only the last
+    // position is scored, so the last layer needs the changed rows' keys and values and nothing
+    // else but the scored row.
     for (int p = 0; p < T; ++p) {
-      double rows_changed = B * (T - p);
-      floor_c += H * (rows_changed * (head_out_row + mlp_row) + (L - 1 - l) * rows_changed * (attn_row + mlp_row) +
-                      (L - 1 - l) * B * 4.0 * H * E * (T + p) / 2.0 * (T - p) / (T - p));
+      const double changed = T - p, last = l + 1 < L ? 1 : 0;
+      double f = (l + 1 < L ? changed : 1) * (head_out_row + mlp_row);
+      for (int k = l + 1; k + 1 < L; ++k)
+        for (int t = p; t < T; ++t) f += attn_row + mlp_row + mix(t + 1);
+      f += last * (changed * kv_row + (attn_row - kv_row) + mlp_row + mix(T));
+      floor_c += H * B * f;
     }
   }
 
@@ -76,17 +85,17 @@ int main(int argc, char** argv) {
     const char* name;
     const char* torch_kind;
     double floor;
-    std::function<void()> run;
+    std::function<double()> run;  // returns the FLOPs the engine spent
     double target;
   };
   std::vector<Case> cases = {
       {"(a) senders -> resid, MLPs frozen", "senders", floor_a,
-       [&] { pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric); }, 20},
+       [&] { return pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric).stats.flops; }, 20},
       {"(b) senders -> resid, MLPs on path", "senders-mlp", floor_b,
        [&] {
          pp::PathPatchingOptions o;
          o.mlps_on_path = true;
-         pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric, o);
+         return pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric, o).stats.flops;
        },
        4},
       {"(c) act. patching z, every pos", "act-z", floor_c,
@@ -96,17 +105,18 @@ int main(int argc, char** argv) {
          s.positions = pp::SitePositions::Each;
          pp::PatchingOptions o;
          o.direction = pp::Direction::Noise;
-         pp::activation_patching(model, clean, corrupt, s, metric, o);
+         return pp::activation_patching(model, clean, corrupt, s, metric, o)["z"].stats.flops;
        },
        4},
   };
   const bool torch = !bench::run_torch("--probe").empty();
   std::string dir = torch ? bench::export_for_torch(bench::gpt2_small_config(), 1).string() : "";
-  std::printf("\n%-36s %9s %12s %10s %11s %9s %7s %9s\n", "sweep", "seconds", "floor GFLOP", "of SGEMM", "torch s",
-              "speed-up", "target", "peak RSS");
+  std::printf("\n%-36s %9s %12s %12s %10s %11s %9s %7s %9s\n", "sweep", "seconds", "floor GFLOP", "spent GFLOP",
+              "of SGEMM", "torch s", "speed-up", "target", "peak RSS");
   for (const Case& k : cases) {
     if (!only.empty() && k.name[1] != only[0]) continue;
-    double s = seconds(k.run);
+    double spent = 0;
+    double s = seconds([&] { spent = k.run(); });
     double torch_s = NAN;
     if (torch) {
       std::string out = bench::run_torch("sweep --model " + dir + " --kind " + k.torch_kind + " --batch " +
@@ -116,8 +126,8 @@ int main(int argc, char** argv) {
     }
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);  // peak so far: the model, the cache, and the largest sweep yet
-    std::printf("%-36s %9.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx %7.0f MB\n", k.name, s, k.floor / 1e9,
-                100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target, ru.ru_maxrss / 1024.0);
+    std::printf("%-36s %9.2f %12.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx %7.0f MB\n", k.name, s, k.floor / 1e9,
+                spent / 1e9, 100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target, ru.ru_maxrss / 1024.0);
   }
   if (torch) std::printf("\nPyTorch timed on every %dth variant and scaled to the whole sweep.\n", every);
   return 0;

@@ -282,7 +282,7 @@ Tensor Evaluator::finish(ExprId e, Tensor computed, Plan& plan) {
   t.value = v;
   release_inputs(e, plan);
   const bool all = t.need.lo == 0 && t.need.hi == seq_;
-  cache_.put(e, v, 0, all ? Cache::kAll : Cache::Rows{t.need.lo, t.need.hi});
+  if (memoise_) cache_.put(e, v, 0, all ? Cache::kAll : Cache::Rows{t.need.lo, t.need.hi});
   if (t.first && all) {
     record_output_probes(e, exprs_.get(e), v);
     visited_.insert(e);

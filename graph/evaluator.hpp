@@ -121,6 +121,10 @@ class Evaluator {
 
   // Positions `rows` of each root's value, all computed in one plan.
   std::vector<Tensor> values(const std::vector<ExprId>& roots, Window rows);
+  // Whether computed values go into the memo cache (default). Batches of one-off experiments turn
+  // it off: their steps are rarely shared, and storing them would push out the plain runs' values
+  // they all read. Keys and values kept for prefixes are stored either way.
+  void set_memoise(bool on) { memoise_ = on; }
   Tensor value(ExprId e);  // every position
   // Visits every step under `root` that computes a probed activation, so that probes are recorded
   // even where the memo cache answered for a step above them.
@@ -178,6 +182,7 @@ class Evaluator {
   std::vector<ProbeRecord> probes_;
   std::unordered_set<ExprId> visited_;  // steps whose probes were recorded in this run
   bool recording_ = true;               // false while computing replace sources
+  bool memoise_ = true;
   std::unordered_map<uint64_t, Tensor> sources_;  // replace sources, by (expression, activation)
   std::map<int64_t, Batch> stacked_layouts_;       // the layout repeated n times, by n
   mutable std::map<std::pair<NodeId, Stage>, std::pair<std::vector<ActId>, std::vector<ActId>>> acts_;

@@ -49,10 +49,12 @@ std::vector<int> all_layers(const Model& m, const std::vector<int>& layers) {
 }
 
 // The final hidden states a sweep needs: the scored positions, through the shared cache.
-ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cache, const Progress& progress) {
+ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cache, const Progress& progress,
+                         RunStats* stats) {
   ExperimentOptions o;
   o.cache = cache;
   o.progress = progress;
+  o.stats = stats;
   o.first = scorer.first_position();
   o.last = scorer.last_position();
   return o;
@@ -104,12 +106,22 @@ std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>
 
   InterventionIndex none;
   Evaluator ev(model, *cache, inputs[0], none, inputs.size() > 1 ? &facts : nullptr);
+  ev.set_memoise(options.memoise);
   std::vector<Tensor> out;
   const size_t chunk = std::max<size_t>(options.chunk, 1);
   for (size_t i = 0; i < roots.size(); i += chunk) {
     std::vector<ExprId> part(roots.begin() + i, roots.begin() + std::min(roots.size(), i + chunk));
     for (Tensor& h : ev.values(part, {options.first, last + 1})) out.push_back(std::move(h));
     if (options.progress) options.progress(out.size(), roots.size());
+  }
+  if (options.stats) {
+    options.stats->computed = ev.stats().computed;
+    options.stats->cache_hits = ev.stats().cache_hits;
+    options.stats->flops = ev.stats().flops;
+    options.stats->flops_saved = ev.stats().flops_saved;
+    options.stats->seconds = ev.stats().seconds;
+    options.stats->bytes_held = cache->counters().bytes_held;
+    options.stats->peak_bytes = cache->counters().peak_bytes;
   }
   return out;
 }
@@ -202,7 +214,7 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
           cells.push_back((static_cast<int64_t>(li) * (pos_axis ? G : 1) + (pos_axis ? gi : 0)) * heads + h);
         }
     res.values = Tensor(shape);
-    ExperimentOptions eo = window(scorer, cache, options.progress);
+    ExperimentOptions eo = window(scorer, cache, options.progress, &res.stats);
     eo.chunk = layers.size() * heads;
     std::vector<Tensor> hidden = run_experiments(model, inputs, experiments, eo);
     for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
@@ -314,7 +326,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
       experiments.push_back(std::move(x));
       cells.push_back(L * columns + h);
     }
-  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress));
+  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress, &res.stats));
   for (size_t i = 0; i < cells.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
   return res;
 }
@@ -337,7 +349,7 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
       x.rules = path_patching_rules(model, senders, {Receiver{kind, L, h}}, options.mlps_on_path);
       experiments.push_back(std::move(x));
     }
-  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress));
+  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress, &res.stats));
   for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[first * H + i] = scorer.mean(hidden[i], scorer.first_position());
   return res;
 }

@@ -24,6 +24,7 @@ struct SweepResult {
   std::vector<std::vector<std::string>> labels;   // tick labels per axis
   Tensor values;
   float clean = 0, corrupted = 0;                 // the metric on the unpatched runs
+  RunStats stats;                                 // the work the sweep's experiments did
 };
 
 // ---- Many experiments at once ----------------------------------------------------------------
@@ -41,7 +42,9 @@ struct ExperimentOptions {
   std::shared_ptr<Cache> cache;  // share with the plain runs so their values serve as references
   int64_t first = 0, last = -1;  // positions [first, last] of the final hidden states to return
   size_t chunk = 64;             // experiments planned together (memory grows with it)
+  bool memoise = false;          // keep the experiments' own steps in the cache (rarely reused)
   Progress progress;
+  RunStats* stats = nullptr;     // if given, receives the work done
 };
 
 // Runs many experiments on the same inputs. Their steps are planned together: what they share is

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the demo on the shipped default model.
+# Installs what is missing, builds, and runs the demo on the shipped default model: path patching
+# finds the induction circuit of models/zoo/induction-gpt2 and writes pictures and a summary to
+# demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
-build/pathpatch info --model tests/golden/gpt2 | head -20
-build/pathpatch forward --model tests/golden/gpt2 --ids 3,14,15,92,65,35,89 --ids 5,17,2
+build/pathpatch demo --out demo-out "$@"

@@ -398,6 +398,8 @@ def main():
 
     circuit = OrderedDict()
     circuit["found_by"] = "tools/train_induction.py (attention scores and mean ablation on %d fresh sequences, F16 weights)" % args.eval_seqs
+    circuit["token_range"] = [TOK_LO, TOK_HI]  # read by `pathpatch demo` to make its prompts
+    circuit["bos"] = BOS
     circuit["previous_token_head"] = [0, ph]
     circuit["induction_head"] = [1, ih]
     circuit["previous_token_score"] = round(float(prevf[0, ph]), 4)

@@ -45,6 +45,8 @@ int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::
   if (!dump.empty())
     for (const auto& a : m.graph().activations())
       if (fnmatch(names.c_str(), a.name.c_str(), 0) == 0) opt.interventions.push_back(pp::probe(a.name));
+  if (!dump.empty() && opt.interventions.empty() && fnmatch(names.c_str(), "logits", 0) != 0)
+    throw pp::InputError("--names '" + names + "' matches no activation (see `pathpatch info` for the names)");
   pp::Result r = pp::forward(m, batch, opt);
   if (!dump.empty()) {
     std::vector<std::pair<std::string, pp::Tensor>> out;
@@ -116,7 +118,7 @@ int cmd_trace(const pp::Model& m, const Prompts& clean, const Prompts& corrupted
     auto eq = r.rfind('=');
     if (eq == std::string::npos)
       throw pp::InputError("--rule '" + r + "': expected PATTERN=INPUT, e.g. 'ln_final a1 a1.head a1.head3=1'");
-    pr.add(r.substr(0, eq), static_cast<int>(parse_ints(r.substr(eq + 1), "--rule input").at(0)));
+    pr.add(r.substr(0, eq), parse_int(r.substr(eq + 1), "--rule '" + r + "' input"));
   }
   pr.otherwise(default_input);
   pp::Result r = pp::run(m, {c, k}, pr);
@@ -226,7 +228,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 numbers its errors (106 for a missing option, ...); we promise 2 for every usage error.
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : kUsage;
   }
   try {
     pp::Model model = pp::load_model(model_dir);

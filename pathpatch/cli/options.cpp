@@ -48,6 +48,12 @@ std::vector<int> parse_ints(const std::string& s, const std::string& what) {
   return out;
 }
 
+int parse_int(const std::string& s, const std::string& what) {
+  std::vector<int> v = parse_ints(s, what);
+  if (v.size() != 1) throw InputError(what + ": expected one integer, got '" + s + "'");
+  return v[0];
+}
+
 void parse_positions(const std::string& spec, Sites& sites) {
   auto colon = spec.find(':');
   std::string mode = spec.substr(0, colon), arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
@@ -56,9 +62,7 @@ void parse_positions(const std::string& spec, Sites& sites) {
   else if (mode == "last") sites.positions = SitePositions::Last;
   else if (mode == "lastk") {
     sites.positions = SitePositions::LastK;
-    std::vector<int> k = parse_ints(arg, "--positions lastk:K");
-    if (k.size() != 1) throw InputError("--positions lastk:K needs one number, e.g. lastk:3");
-    sites.k = k[0];
+    sites.k = parse_int(arg, "--positions lastk:K");
   } else if (mode == "custom" || mode == "constant") {
     sites.positions = mode == "custom" ? SitePositions::Custom : SitePositions::CustomConstant;
     sites.custom = parse_ints(arg, "--positions " + mode);
@@ -99,7 +103,7 @@ std::vector<Sender> parse_senders(const std::string& spec) {
   std::vector<Sender> out;
   for (const std::string& s : split_list(spec)) {
     if (s.rfind("mlp:", 0) == 0) {
-      out.push_back(Sender{parse_ints(s.substr(4), "--senders mlp:L").at(0), -1});
+      out.push_back(Sender{parse_int(s.substr(4), "--senders mlp:L"), -1});
     } else {
       auto [layer, head] = layer_head(s, "--senders");
       out.push_back(Sender{layer, head});
@@ -292,7 +296,8 @@ void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, 
     for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
     std::cout << "row " << b << " next token:";
     for (int i = 0; i < top; ++i) {
-      std::string piece = m.tokenizer() ? "'" + m.tokenizer()->piece(idx[i]) + "' " : "";
+      std::string piece;  // built by appends: GCC 12 warns falsely (-Wrestrict) on "'" + s + "' "
+      if (m.tokenizer()) piece.append("'").append(m.tokenizer()->piece(idx[i])).append("' ");
       std::printf("  %s%d (p=%.3f)", piece.c_str(), idx[i], std::exp(row[idx[i]] - mx) / z);
     }
     std::cout << "\n";

@@ -10,7 +10,7 @@
 
 namespace pathpatch::cli {
 
-constexpr int kBadInput = 1, kInternal = 3;  // exit codes (CLI11 uses 2 for usage errors)
+constexpr int kBadInput = 1, kUsage = 2, kInternal = 3;  // exit codes, as `pathpatch --help` lists them
 
 // Inputs given as text (--text / --clean / --corrupt) or token ids (--ids / --clean-ids ...).
 struct Prompts {
@@ -64,6 +64,7 @@ class ProgressBar {
 std::vector<std::string> split_list(const std::string& s, char sep = ',');
 std::string join(const std::vector<std::string>& parts, const std::string& sep);
 std::vector<int> parse_ints(const std::string& s, const std::string& what);
+int parse_int(const std::string& s, const std::string& what);  // exactly one
 void parse_positions(const std::string& spec, Sites& sites);
 Receiver parse_receiver(const std::string& spec);  // logits | q:L.H | k:L.H | v:L.H | input:L.H
 Receiver::Kind parse_receiver_kind(const std::string& kind);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The CLI's refusals: each bad command line must exit with the documented code (1 bad input,
+# 2 bad usage) and say what was wrong on stderr, with no stack trace and no crash.
+#   tests/cli_refusals.sh BUILD_DIR     (run from the source root)
+set -uo pipefail
+cli="$1/pathpatch"
+zoo=models/zoo/ioi-llama
+gold=tests/golden/gpt2
+clean='When Mary and John went to the store, John gave a drink to'
+corrupt='When Mary and John went to the store, Anna gave a drink to'
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+# expect CODE 'TEXT ON STDERR' ARGS...
+expect() {
+  local want_rc=$1 want_text=$2
+  shift 2
+  "$cli" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" -ne "$want_rc" ] || ! grep -qF -- "$want_text" "$tmp/err" || grep -q "internal error" "$tmp/err"; then
+    echo "FAIL: pathpatch $* -> exit $rc (want $want_rc), stderr:" >&2
+    sed 's/^/    /' "$tmp/err" >&2
+    echo "    (wanted to see: $want_text)" >&2
+    failures=$((failures + 1))
+  fi
+}
+sweep=(--clean "$clean" --corrupt "$corrupt" --answer ' Mary' --wrong ' John')
+
+# Usage errors: 2.
+expect 2 "A subcommand is required"
+expect 2 "--model is required" info
+expect 2 "" forward --model "$gold" --no-such-flag
+# Bad input: 1, and the message names what and where.
+expect 1 "/nonexistent/config.json: cannot open" info --model /nonexistent
+expect 1 "'x' is not an integer" forward --model "$gold" --ids 3,x
+expect 1 "token id 999999 at row 0, position 0 is outside the vocabulary" forward --model "$gold" --ids 999999
+expect 1 "has no tokenizer" forward --model "$gold" --text hi
+expect 1 "cannot open for writing" forward --model "$gold" --ids 3,4 --dump /nonexistent/x.safetensors
+expect 1 "matches no activation" forward --model "$gold" --ids 3,4 --dump "$tmp/x.safetensors" --names 'zzz*'
+expect 1 "patching needs the same length" paths --model "$zoo" --clean "$clean" --corrupt "When Mary went" \
+  --answer ' Mary' --wrong ' John'
+expect 1 "is not one token" patch --model "$zoo" --clean "$clean" --corrupt "$corrupt" --answer ' Mary Jane' --wrong ' John'
+expect 1 "closest valid names: resid_pre" patch --model "$zoo" "${sweep[@]}" --sites rsid_pre
+expect 1 "--positions 'bogus': expected all, each" patch --model "$zoo" "${sweep[@]}" --positions bogus
+expect 1 "receiver kind 'zz'" paths --model "$zoo" "${sweep[@]}" --receiver zz:1.1
+expect 1 "--senders mlp:L: expected one integer" paths --model "$zoo" "${sweep[@]}" --senders mlp:
+expect 1 "sender head 9 does not exist" paths --model "$zoo" "${sweep[@]}" --senders 0.9
+expect 1 "no head comes after it" paths --model "$zoo" "${sweep[@]}" --senders 2.1
+expect 1 "expected one integer, got ''" trace --model "$zoo" --clean "$clean" --corrupt "$corrupt" --rule 'ln_final a1='
+expect 1 "'a7' matches no path name of this model; closest valid names: a0" trace --model "$zoo" \
+  --clean "$clean" --corrupt "$corrupt" --rule 'ln_final a7=1'
+expect 1 'unknown output format "bogus"' trace --model "$zoo" --clean "$clean" --corrupt "$corrupt" \
+  --rule 'ln_final a1=1' --render "$tmp/x.bogus"
+
+[ "$failures" -eq 0 ] && echo "all CLI refusals as documented"
+exit $((failures > 0))

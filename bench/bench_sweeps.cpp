@@ -85,17 +85,17 @@ int main(int argc, char** argv) {
     const char* name;
     const char* torch_kind;
     double floor;
-    std::function<double()> run;  // returns the FLOPs the engine spent
+    std::function<pp::RunStats()> run;  // returns the work the engine did
     double target;
   };
   std::vector<Case> cases = {
       {"(a) senders -> resid, MLPs frozen", "senders", floor_a,
-       [&] { return pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric).stats.flops; }, 20},
+       [&] { return pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric).stats; }, 20},
       {"(b) senders -> resid, MLPs on path", "senders-mlp", floor_b,
        [&] {
          pp::PathPatchingOptions o;
          o.mlps_on_path = true;
-         return pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric, o).stats.flops;
+         return pp::sweep_senders(model, clean, corrupt, {pp::Receiver::logits()}, metric, o).stats;
        },
        4},
       {"(c) act. patching z, every pos", "act-z", floor_c,
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
          s.positions = pp::SitePositions::Each;
          pp::PatchingOptions o;
          o.direction = pp::Direction::Noise;
-         return pp::activation_patching(model, clean, corrupt, s, metric, o)["z"].stats.flops;
+         return pp::activation_patching(model, clean, corrupt, s, metric, o)["z"].stats;
        },
        4},
   };
@@ -115,8 +115,9 @@ int main(int argc, char** argv) {
               "of SGEMM", "torch s", "speed-up", "target", "peak RSS");
   for (const Case& k : cases) {
     if (!only.empty() && k.name[1] != only[0]) continue;
-    double spent = 0;
-    double s = seconds([&] { spent = k.run(); });
+    pp::RunStats stats;
+    double s = seconds([&] { stats = k.run(); });
+    const double spent = stats.flops;
     double torch_s = NAN;
     if (torch) {
       std::string out = bench::run_torch("sweep --model " + dir + " --kind " + k.torch_kind + " --batch " +
@@ -128,6 +129,9 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);  // peak so far: the model, the cache, and the largest sweep yet
     std::printf("%-36s %9.2f %12.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx %7.0f MB\n", k.name, s, k.floor / 1e9,
                 spent / 1e9, 100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target, ru.ru_maxrss / 1024.0);
+    std::printf("%-36s", "    time in steps:");  // where the engine's time went, by kind of step
+    for (const auto& [kind, sec] : stats.seconds) std::printf(" %s %.2f s,", kind.c_str(), sec);
+    std::printf("\n");
   }
   if (torch) std::printf("\nPyTorch timed on every %dth variant and scaled to the whole sweep.\n", every);
   return 0;

@@ -1,10 +1,14 @@
 #include "pathpatch/graph/tensor.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <list>
+#include <map>
 #include <mutex>
-#include <unordered_map>
 
 #include "pathpatch/graph/error.hpp"
 
@@ -34,49 +38,55 @@ std::string to_string(const Shape& shape) {
 
 namespace {
 
-// Idle buffers by size. Only large buffers are pooled (small ones are cheap for malloc), and sizes
-// are rounded to whole pages so that similar shapes share buckets.
+// Idle buffers, kept for reuse. Only large buffers are pooled (small ones are cheap for malloc).
+// A request takes the smallest idle buffer that holds it, if that is at most twice its size:
+// the stacked steps of a sweep vary in rows, and a fresh buffer would fault in every page again.
+// When the idle bytes would pass the limit, the buffers idle longest are freed first.
 class BufferPool {
  public:
   static constexpr size_t kMinPooled = 64 << 10;
 
-  void* get(size_t bytes) {
+  struct Buffer {
+    void* ptr;
+    size_t bytes;  // the buffer's real size, at least what was asked for
+  };
+
+  Buffer get(size_t bytes) {
+    bytes = bytes >= kMinPooled ? (bytes + 4095) / 4096 * 4096 : (bytes + 63) / 64 * 64;
     if (bytes >= kMinPooled) {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = idle_.find(bytes);
-      if (it != idle_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        held_ -= bytes;
-        return p;
+      auto it = by_size_.lower_bound(bytes);
+      if (it != by_size_.end() && it->first <= 2 * bytes) {
+        Buffer b = *it->second;
+        lru_.erase(it->second);
+        by_size_.erase(it);
+        held_ -= b.bytes;
+        return b;
       }
     }
     void* p = std::aligned_alloc(64, bytes);
     if (!p) throw std::bad_alloc();
-    return p;
+    return {p, bytes};
   }
 
-  void put(void* p, size_t bytes) {
-    if (bytes >= kMinPooled) {
+  void put(Buffer b) {
+    if (b.bytes >= kMinPooled) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (held_ + bytes <= limit_) {
-        idle_[bytes].push_back(p);
-        held_ += bytes;
+      if (b.bytes <= limit_) {
+        evict_until(limit_ - b.bytes);
+        lru_.push_front(b);
+        by_size_.emplace(b.bytes, lru_.begin());
+        held_ += b.bytes;
         return;
       }
     }
-    std::free(p);
+    std::free(b.ptr);
   }
 
   void set_limit(size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     limit_ = bytes;
-    for (auto& [size, list] : idle_)
-      while (held_ > limit_ && !list.empty()) {
-        std::free(list.back());
-        list.pop_back();
-        held_ -= size;
-      }
+    evict_until(limit_);
   }
 
   size_t held() {
@@ -84,11 +94,41 @@ class BufferPool {
     return held_;
   }
 
+  size_t limit() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return limit_;
+  }
+
  private:
+  // Frees the least recently returned buffers until at most `target` bytes are idle.
+  void evict_until(size_t target) {
+    while (held_ > target && !lru_.empty()) {
+      auto oldest = std::prev(lru_.end());
+      auto [lo, hi] = by_size_.equal_range(oldest->bytes);
+      for (auto it = lo; it != hi; ++it)
+        if (it->second == oldest) {
+          by_size_.erase(it);
+          break;
+        }
+      std::free(oldest->ptr);
+      held_ -= oldest->bytes;
+      lru_.erase(oldest);
+    }
+  }
+
   std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> idle_;
+  std::list<Buffer> lru_;                                     // newest first
+  std::multimap<size_t, std::list<Buffer>::iterator> by_size_;  // the same buffers, by size
   size_t held_ = 0;
-  size_t limit_ = size_t(1) << 30;
+  size_t limit_ = default_limit();
+
+  // An eighth of the machine's memory, between 256 MiB and 4 GiB: enough for a sweep's stacked
+  // steps to find their buffers again, little enough to leave the machine to others.
+  static size_t default_limit() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const size_t ram = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+    return std::clamp(ram / 8, size_t(256) << 20, size_t(4) << 30);
+  }
 };
 
 // Never destroyed: tensors in static storage may outlive any destruction order.
@@ -99,15 +139,14 @@ BufferPool& pool() {
 
 // 64-byte aligned buffers: whole cache lines for the GEMM and the vectorised loops.
 std::shared_ptr<float> allocate(int64_t count) {
-  size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
-  bytes = bytes >= BufferPool::kMinPooled ? (bytes + 4095) / 4096 * 4096 : (bytes + 63) / 64 * 64;
-  void* p = pool().get(bytes);
-  return std::shared_ptr<float>(static_cast<float*>(p), [bytes](float* q) { pool().put(q, bytes); });
+  BufferPool::Buffer b = pool().get(static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float));
+  return std::shared_ptr<float>(static_cast<float*>(b.ptr), [b](float*) { pool().put(b); });
 }
 
 }  // namespace
 
 void set_buffer_pool_limit(size_t bytes) { pool().set_limit(bytes); }
+size_t buffer_pool_limit() { return pool().limit(); }
 size_t buffer_pool_idle_bytes() { return pool().held(); }
 
 Tensor::Tensor(Shape shape)

@@ -54,8 +54,10 @@ class Tensor {
 };
 
 // Large tensor buffers are recycled through a pool, so a forward does not fault in fresh pages for
-// every activation. `bytes` caps what the pool keeps idle (default 1 GiB); 0 disables it.
+// every activation. The limit caps what the pool keeps idle (default: an eighth of the machine's
+// memory, between 256 MiB and 4 GiB); 0 disables the pool.
 void set_buffer_pool_limit(size_t bytes);
+size_t buffer_pool_limit();
 size_t buffer_pool_idle_bytes();
 
 // Max |a - b| over all elements; shapes must match.

@@ -73,7 +73,9 @@ TEST_CASE("path patching senders to the final residual matches the reference", "
     float worst_direct = 0, worst_mlp = 0;
     for (int L = 0; L < m.config().n_layers; ++L)
       for (int h = 0; h < m.config().n_heads; ++h) {
-        std::string a = "a" + std::to_string(L), sender = a + " " + a + ".head " + a + ".head" + std::to_string(h);
+        std::string a = "a";  // appended, not "a" + ...: GCC 12 warns falsely (-Wrestrict) on that
+        a += std::to_string(L);
+        const std::string sender = a + " " + a + ".head " + a + ".head" + std::to_string(h);
         pp::RunOptions opt;
         opt.cache = cache;
         pp::Result direct = pp::run(m, {g.clean, g.corrupt}, pp::PathRules().add("ln_final " + sender, 1), opt);

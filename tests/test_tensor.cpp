@@ -53,3 +53,33 @@ TEST_CASE("f16 and bf16 decode exactly", "[safetensors]") {
   CHECK(pp::bf16_to_f32(0x3f80) == 1.0f);
   CHECK(pp::bf16_to_f32(0x7f7f) == Approx(3.3895313892515355e38f));
 }
+
+TEST_CASE("the buffer pool reuses a larger idle buffer and never holds more than its limit", "[tensor]") {
+  const size_t limit = 1 << 20, saved = pp::buffer_pool_limit();
+  pp::set_buffer_pool_limit(0);  // start empty
+  pp::set_buffer_pool_limit(limit);
+  const float* first = nullptr;
+  {
+    pp::Tensor a({100'000});  // 400 kB
+    first = a.data();
+  }
+  const size_t idle = pp::buffer_pool_idle_bytes();
+  CHECK(idle >= 400'000);
+  CHECK(idle <= 404'096);  // rounded up to whole pages
+  {
+    pp::Tensor b({90'000});  // a smaller shape reuses the idle buffer
+    CHECK(b.data() == first);
+    CHECK(pp::buffer_pool_idle_bytes() == 0);
+  }
+  {
+    // Three buffers of 400 kB cannot all stay idle under 1 MiB: the oldest goes first.
+    pp::Tensor c({100'000}), d({100'000}), e({100'000});
+  }
+  CHECK(pp::buffer_pool_idle_bytes() <= limit);
+  CHECK(pp::buffer_pool_idle_bytes() >= 2 * 400'000);
+  {
+    pp::Tensor huge({1 << 20});  // 4 MiB: larger than the limit, never kept
+  }
+  CHECK(pp::buffer_pool_idle_bytes() <= limit);
+  pp::set_buffer_pool_limit(saved);
+}

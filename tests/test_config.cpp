@@ -37,3 +37,27 @@ TEST_CASE("bad configs are refused naming the key", "[config][refuse]") {
   CHECK_THAT(msg("[1, 2]"), Catch::Contains("not a JSON object"));
   CHECK_THAT(msg("{"), Catch::Contains("not valid JSON"));
 }
+
+TEST_CASE("configs the forwards cannot honour are refused naming the key", "[config][refuse]") {
+  auto msg = [](const std::string& extra, bool llama) {
+    const std::string base = llama ? R"({"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 8,
+        "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 5, "max_position_embeddings": 8)"
+                                   : R"({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,
+        "vocab_size": 5, "n_positions": 8)";
+    try {
+      pp::ModelConfig::parse(base + extra + "}", "config.json");
+    } catch (const pp::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  CHECK(msg("", false) == "(no error)");
+  CHECK(msg("", true) == "(no error)");
+  CHECK_THAT(msg(R"(, "activation_function": "relu")", false), Catch::Contains("activation_function 'relu'"));
+  CHECK_THAT(msg(R"(, "hidden_act": "gelu")", true), Catch::Contains("hidden_act 'gelu' is not supported"));
+  CHECK_THAT(msg(R"(, "attention_bias": true)", true), Catch::Contains("attention_bias"));
+  CHECK_THAT(msg(R"(, "rope_theta": 0)", true), Catch::Contains("rope_theta must be positive"));
+  CHECK_THAT(msg(R"(, "rms_norm_eps": -1)", true), Catch::Contains("epsilon must be positive"));
+  CHECK_THAT(msg(R"(, "rope_scaling": {"type": "linear", "factor": 2})", true), Catch::Contains("rope_scaling"));
+  CHECK_THAT(msg(R"(, "head_dim": 3)", true), Catch::Contains("must be even for rotary embeddings"));
+}

@@ -29,4 +29,15 @@ int main(int argc, char** argv) {
   for (int L = 0; L < model.config().n_layers; ++L)
     for (int h = 0; h < model.config().n_heads; ++h)
       std::printf("sender %d.%d -> logits: loss %.2f\n", L, h, direct.values.at({L, h}));
+
+  // The layer-1 head whose direct path matters most is the induction head. Which layer-0 head
+  // feeds its keys? Corrupt only the path from each layer-0 head into those keys.
+  const int H = model.config().n_heads;
+  int induction = 0;
+  for (int h = 1; h < H; ++h)
+    if (direct.values.at({1, h}) > direct.values.at({1, induction})) induction = h;
+  pp::Receiver keys{pp::Receiver::K, 1, induction};
+  pp::SweepResult to_keys = pp::sweep_senders(model, clean.batch, corrupt, {keys}, loss);
+  for (int h = 0; h < H; ++h)
+    std::printf("sender 0.%d -> keys of 1.%d: loss %.2f\n", h, induction, to_keys.values.at({0, h}));
 }

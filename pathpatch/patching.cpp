@@ -336,18 +336,19 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
                             const PathPatchingOptions& options) {
   check_inputs(model, {clean, corrupted});
   if (kind == Receiver::Logits) throw InputError("sweep_receivers: sweep heads' q, k, v or input, not the logits");
+  if (senders.empty()) throw InputError("sweep_receivers: no senders");
+  const Sender* latest = &senders[0];
+  for (const Sender& s : senders) {
+    sender_pattern(model, s);  // refuses a sender the model does not have
+    if (s.layer > latest->layer) latest = &s;
+  }
+  const int first = latest->layer + 1;  // receivers come after every sender
+  if (first >= model.config().n_layers)
+    throw RuleError("sweep_receivers: sender " + sender_name(*latest) +
+                    " is in the last layer; no head comes after it to receive its output");
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
   const int H = model.config().n_heads;
-  if (senders.empty()) throw InputError("sweep_receivers: no senders");
-  int first = 0;
-  for (const Sender& s : senders) {
-    sender_pattern(model, s);  // refuses a sender the model does not have
-    first = std::max(first, s.layer + 1);
-  }
-  if (first >= model.config().n_layers)
-    throw RuleError("sweep_receivers: sender " + sender_name(senders.back()) +
-                    " is in the last layer; no head comes after it to receive its output");
   SweepResult res = grid(model, "receivers", scorer, H, false);
   std::vector<Experiment> experiments;
   for (int L = first; L < model.config().n_layers; ++L)

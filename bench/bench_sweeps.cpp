@@ -72,11 +72,11 @@ int main(int argc, char** argv) {
     // position is scored, so the last layer needs the changed rows' keys and values and nothing
     // else but the scored row.
     for (int p = 0; p < T; ++p) {
-      const double changed = T - p, last = l + 1 < L ? 1 : 0;
+      const double changed = T - p, last_layer_after = l + 1 < L ? 1 : 0;
       double f = (l + 1 < L ? changed : 1) * (head_out_row + mlp_row);
       for (int k = l + 1; k + 1 < L; ++k)
         for (int t = p; t < T; ++t) f += attn_row + mlp_row + mix(t + 1);
-      f += last * (changed * kv_row + (attn_row - kv_row) + mlp_row + mix(T));
+      f += last_layer_after * (changed * kv_row + (attn_row - kv_row) + mlp_row + mix(T));
       floor_c += H * B * f;
     }
   }

@@ -10,6 +10,33 @@
 
 namespace pathpatch {
 
+namespace {
+
+// The distinct residual inputs of an attention step and, per query head, which of them its q, k
+// and v read: AttnZ has one input for every head, AttnZHeads a (q, k, v) triple per head.
+// `fetch` gives an input's value (all positions, or the window a planned step needs).
+template <class Fetch>
+HeadSources head_sources(const Expr& e, int n_heads, Fetch&& fetch) {
+  HeadSources in;
+  std::vector<ExprId> distinct;
+  auto index_of = [&](ExprId a) {
+    for (size_t i = 0; i < distinct.size(); ++i)
+      if (distinct[i] == a) return static_cast<int>(i);
+    distinct.push_back(a);
+    in.x.push_back(fetch(a));
+    return static_cast<int>(distinct.size() - 1);
+  };
+  const bool shared = e.kind == ExprKind::AttnZ;
+  for (int h = 0; h < n_heads; ++h) {
+    in.q.push_back(index_of(e.args[shared ? 0 : 3 * h]));
+    in.k.push_back(index_of(e.args[shared ? 0 : 3 * h + 1]));
+    in.v.push_back(index_of(e.args[shared ? 0 : 3 * h + 2]));
+  }
+  return in;
+}
+
+}  // namespace
+
 // ---- ComputeContext ------------------------------------------------------------------------
 
 std::vector<BoundIntervention> ComputeContext::entries(ActId act) const {
@@ -397,19 +424,7 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
     }
     case ExprKind::AttnZHeads: {
       AttnCall call;
-      std::vector<ExprId> distinct;
-      auto index_of = [&](ExprId a) {
-        for (size_t i = 0; i < distinct.size(); ++i)
-          if (distinct[i] == a) return static_cast<int>(i);
-        distinct.push_back(a);
-        call.in.x.push_back(rows_of(a, {t.kv_lo, w.hi}, plan));
-        return static_cast<int>(distinct.size() - 1);
-      };
-      for (int h = 0; h < g_.n_heads; ++h) {
-        call.in.q.push_back(index_of(x.args[3 * h]));
-        call.in.k.push_back(index_of(x.args[3 * h + 1]));
-        call.in.v.push_back(index_of(x.args[3 * h + 2]));
-      }
+      call.in = head_sources(x, g_.n_heads, [&](ExprId a) { return rows_of(a, {t.kv_lo, w.hi}, plan); });
       call.q_lo = w.lo;
       call.kv_lo = t.kv_lo;
       call.hi = w.hi;
@@ -557,20 +572,7 @@ Tensor Evaluator::compute_full(ExprId id, ActId capture, Tensor* captured, bool 
     case ExprKind::AttnZ:
     case ExprKind::AttnZHeads: {
       AttnCall call;
-      std::vector<ExprId> distinct;
-      auto index_of = [&](ExprId a) {
-        for (size_t i = 0; i < distinct.size(); ++i)
-          if (distinct[i] == a) return static_cast<int>(i);
-        distinct.push_back(a);
-        call.in.x.push_back(arg(a));
-        return static_cast<int>(distinct.size() - 1);
-      };
-      for (int h = 0; h < g_.n_heads; ++h) {
-        size_t base = e.kind == ExprKind::AttnZ ? 0 : 3 * h;
-        call.in.q.push_back(index_of(e.args[base]));
-        call.in.k.push_back(index_of(e.args[e.kind == ExprKind::AttnZ ? 0 : base + 1]));
-        call.in.v.push_back(index_of(e.args[e.kind == ExprKind::AttnZ ? 0 : base + 2]));
-      }
+      call.in = head_sources(e, g_.n_heads, arg);
       call.hi = seq_;
       call.layout = &layout_;
       call.keep_kv = keep_kv != nullptr || (keeps_kv() && e.kind == ExprKind::AttnZ);

@@ -6,8 +6,6 @@
 // Only pathpatch::Error may escape load_model; any other exception (std::bad_alloc included: a
 // config must not make the loader allocate more than the files hold), a crash or a sanitizer
 // report is a finding.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -16,28 +14,17 @@
 
 #include "pathpatch/graph/error.hpp"
 #include "pathpatch/models/model.hpp"
+#include "scratch_dir.hpp"
 
 namespace pp = pathpatch;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Scratch {
-  fs::path dir;
-  Scratch() {
-    std::string tmpl = (fs::exists("/dev/shm") ? std::string("/dev/shm") : fs::temp_directory_path().string()) +
-                       "/pp-fuzz-model-XXXXXX";
-    if (!mkdtemp(tmpl.data())) std::abort();
-    dir = tmpl;
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-Scratch& scratch() {
-  static Scratch s;
-  return s;
+// The model folder each input is written into, removed at exit.
+const std::filesystem::path& scratch_dir() {
+  static pathpatch::fuzz::ScratchDir dir("pp-fuzz-model");
+  return dir.path();
 }
 
 void put(const fs::path& path, bool present, const uint8_t* data, size_t size) {
@@ -58,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   data += 3;
   size -= 3;
   if (config_len > size) config_len = size;
-  const fs::path& dir = scratch().dir;
+  const fs::path& dir = scratch_dir();
   put(dir / "config.json", mode & 1, data, config_len);
   put(dir / "model.safetensors", mode & 2, data + config_len, size - config_len);
   try {

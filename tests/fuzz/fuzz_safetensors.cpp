@@ -3,8 +3,6 @@
 //      every entry it accepts must be self-consistent (bytes = elements x dtype size, no wrap-around).
 //   2. the input as a file: SafetensorsFile::open, then load() of every tensor, reading every element.
 // Only pathpatch::Error may escape the reader; anything else (or an ASan/UBSan report) is a finding.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,30 +13,17 @@
 
 #include "pathpatch/graph/error.hpp"
 #include "pathpatch/models/safetensors.hpp"
+#include "scratch_dir.hpp"
 
 namespace pp = pathpatch;
 namespace fs = std::filesystem;
 
 namespace {
 
-// One scratch file per process, removed at exit.
-struct Scratch {
-  fs::path dir, file;
-  Scratch() {
-    std::string tmpl = (fs::exists("/dev/shm") ? std::string("/dev/shm") : fs::temp_directory_path().string()) +
-                       "/pp-fuzz-st-XXXXXX";
-    if (!mkdtemp(tmpl.data())) std::abort();
-    dir = tmpl;
-    file = dir / "model.safetensors";
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-Scratch& scratch() {
-  static Scratch s;
-  return s;
+// A scratch folder per process, removed at exit; each input is written to model.safetensors in it.
+const std::filesystem::path& scratch_dir() {
+  static pathpatch::fuzz::ScratchDir dir("pp-fuzz-st");
+  return dir.path();
 }
 
 // The entries' invariants, checked independently of the parser's own arithmetic.
@@ -75,7 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   // 2. The input as a file.
-  const fs::path& path = scratch().file;
+  static const fs::path path = scratch_dir() / "model.safetensors";
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

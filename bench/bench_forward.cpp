@@ -7,7 +7,7 @@
 #include <map>
 
 #include "common.hpp"
-#include "pathpatch/graph/kernels.hpp"
+#include "graph/kernels.hpp"
 
 namespace pp = pathpatch;
 

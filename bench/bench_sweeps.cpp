@@ -19,7 +19,7 @@
 #include <string>
 
 #include "common.hpp"
-#include "pathpatch/graph/kernels.hpp"
+#include "graph/kernels.hpp"
 
 namespace pp = pathpatch;
 

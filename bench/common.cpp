@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <memory>
 
-#include "pathpatch/graph/kernels.hpp"
-#include "pathpatch/models/checkpoint.hpp"
+#include "graph/kernels.hpp"
+#include "models/checkpoint.hpp"
 
 namespace bench {
 

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <pathpatch/pathpatch.hpp>
-#include <pathpatch/viz/heatmap.hpp>
+#include <viz/heatmap.hpp>
 
 namespace pp = pathpatch;
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include <pathpatch/pathpatch.hpp>
-#include <pathpatch/viz/diagrams.hpp>
+#include <viz/diagrams.hpp>
 
 namespace pp = pathpatch;
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include <pathpatch/pathpatch.hpp>
-#include <pathpatch/viz/heatmap.hpp>
+#include <viz/heatmap.hpp>
 
 namespace pp = pathpatch;
 

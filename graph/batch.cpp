@@ -1,7 +1,7 @@
-#include "pathpatch/graph/batch.hpp"
+#include "graph/batch.hpp"
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/graph/intervention.hpp"
+#include "graph/error.hpp"
+#include "graph/intervention.hpp"
 
 namespace pathpatch {
 

@@ -1,7 +1,7 @@
-#include "pathpatch/graph/cache.hpp"
+#include "graph/cache.hpp"
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/graph/intervention.hpp"
+#include "graph/error.hpp"
+#include "graph/intervention.hpp"
 
 namespace pathpatch {
 

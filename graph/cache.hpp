@@ -12,8 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pathpatch/graph/provenance.hpp"
-#include "pathpatch/graph/tensor.hpp"
+#include "graph/provenance.hpp"
+#include "graph/tensor.hpp"
 
 namespace pathpatch {
 

@@ -1,12 +1,12 @@
-#include "pathpatch/graph/evaluator.hpp"
+#include "graph/evaluator.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/graph/kernels.hpp"
+#include "graph/error.hpp"
+#include "graph/kernels.hpp"
 
 namespace pathpatch {
 

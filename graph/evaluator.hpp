@@ -20,10 +20,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "pathpatch/graph/batch.hpp"
-#include "pathpatch/graph/cache.hpp"
-#include "pathpatch/graph/graph.hpp"
-#include "pathpatch/graph/trace.hpp"
+#include "graph/batch.hpp"
+#include "graph/cache.hpp"
+#include "graph/graph.hpp"
+#include "graph/trace.hpp"
 
 namespace pathpatch {
 

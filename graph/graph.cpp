@@ -1,9 +1,9 @@
-#include "pathpatch/graph/graph.hpp"
+#include "graph/graph.hpp"
 
 #include <algorithm>
 #include <cctype>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

@@ -1,8 +1,8 @@
-#include "pathpatch/graph/intervention.hpp"
+#include "graph/intervention.hpp"
 
 #include <cstring>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "pathpatch/graph/graph.hpp"
-#include "pathpatch/graph/tensor.hpp"
+#include "graph/graph.hpp"
+#include "graph/tensor.hpp"
 
 namespace pathpatch {
 

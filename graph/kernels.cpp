@@ -1,4 +1,4 @@
-#include "pathpatch/graph/kernels.hpp"
+#include "graph/kernels.hpp"
 
 #include <cblas.h>
 

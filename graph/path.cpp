@@ -1,4 +1,4 @@
-#include "pathpatch/graph/path.hpp"
+#include "graph/path.hpp"
 
 namespace pathpatch {
 

@@ -1,6 +1,6 @@
-#include "pathpatch/graph/provenance.hpp"
+#include "graph/provenance.hpp"
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

@@ -10,9 +10,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pathpatch/graph/batch.hpp"
-#include "pathpatch/graph/graph.hpp"
-#include "pathpatch/graph/intervention.hpp"
+#include "graph/batch.hpp"
+#include "graph/graph.hpp"
+#include "graph/intervention.hpp"
 
 namespace pathpatch {
 

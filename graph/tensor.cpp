@@ -1,4 +1,4 @@
-#include "pathpatch/graph/tensor.hpp"
+#include "graph/tensor.hpp"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 #include <map>
 #include <mutex>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

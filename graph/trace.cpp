@@ -1,6 +1,6 @@
-#include "pathpatch/graph/trace.hpp"
+#include "graph/trace.hpp"
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

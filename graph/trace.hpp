@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "pathpatch/graph/graph.hpp"
-#include "pathpatch/graph/path.hpp"
-#include "pathpatch/graph/provenance.hpp"
+#include "graph/graph.hpp"
+#include "graph/path.hpp"
+#include "graph/provenance.hpp"
 
 namespace pathpatch {
 

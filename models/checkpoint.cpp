@@ -1,4 +1,4 @@
-#include "pathpatch/models/checkpoint.hpp"
+#include "models/checkpoint.hpp"
 
 #include <cmath>
 #include <fstream>
@@ -7,8 +7,8 @@
 #include <set>
 #include <sstream>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/config.hpp"
+#include "graph/error.hpp"
+#include "models/config.hpp"
 
 namespace pathpatch {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pathpatch/graph/tensor.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "graph/tensor.hpp"
+#include "models/safetensors.hpp"
 
 namespace pathpatch {
 

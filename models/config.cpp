@@ -1,11 +1,11 @@
-#include "pathpatch/models/config.hpp"
+#include "models/config.hpp"
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/json_text.hpp"
+#include "graph/error.hpp"
+#include "models/json_text.hpp"
 
 namespace pathpatch {
 

@@ -1,4 +1,4 @@
-#include "pathpatch/models/json_text.hpp"
+#include "models/json_text.hpp"
 
 #include <utility>
 #include <vector>

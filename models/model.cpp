@@ -1,14 +1,14 @@
-#include "pathpatch/models/model.hpp"
+#include "models/model.hpp"
 
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/graph/kernels.hpp"
-#include "pathpatch/models/checkpoint.hpp"
-#include "pathpatch/models/tokenizer.hpp"
+#include "graph/error.hpp"
+#include "graph/kernels.hpp"
+#include "models/checkpoint.hpp"
+#include "models/tokenizer.hpp"
 
 namespace pathpatch {
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "pathpatch/graph/evaluator.hpp"
-#include "pathpatch/graph/graph.hpp"
-#include "pathpatch/graph/tensor.hpp"
-#include "pathpatch/models/config.hpp"
+#include "graph/evaluator.hpp"
+#include "graph/graph.hpp"
+#include "graph/tensor.hpp"
+#include "models/config.hpp"
 
 namespace pathpatch {
 

@@ -1,5 +1,5 @@
 // The model's graph: node names (nano-path-patching) and activation names (TransformerLens).
-#include "pathpatch/models/model.hpp"
+#include "models/model.hpp"
 
 namespace pathpatch {
 

@@ -1,4 +1,4 @@
-#include "pathpatch/models/safetensors.hpp"
+#include "models/safetensors.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,8 +11,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/json_text.hpp"
+#include "graph/error.hpp"
+#include "models/json_text.hpp"
 
 namespace pathpatch {
 

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "pathpatch/graph/tensor.hpp"
+#include "graph/tensor.hpp"
 
 namespace pathpatch {
 

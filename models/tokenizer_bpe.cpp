@@ -19,9 +19,9 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/json_text.hpp"
-#include "pathpatch/models/tokenizer.hpp"
+#include "graph/error.hpp"
+#include "models/json_text.hpp"
+#include "models/tokenizer.hpp"
 
 namespace pathpatch {
 

@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/tokenizer.hpp"
+#include "graph/error.hpp"
+#include "models/tokenizer.hpp"
 
 namespace pathpatch {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <random>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 #include "pathpatch/run.hpp"
 
 namespace pathpatch {

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "pathpatch/graph/batch.hpp"
-#include "pathpatch/graph/tensor.hpp"
-#include "pathpatch/models/model.hpp"
+#include "graph/batch.hpp"
+#include "graph/tensor.hpp"
+#include "models/model.hpp"
 
 namespace pathpatch {
 

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <numeric>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/graph/kernels.hpp"
+#include "graph/error.hpp"
+#include "graph/kernels.hpp"
 
 namespace pathpatch {
 

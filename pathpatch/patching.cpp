@@ -4,8 +4,8 @@
 #include <limits>
 #include <map>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/graph/evaluator.hpp"
+#include "graph/error.hpp"
+#include "graph/evaluator.hpp"
 
 namespace pathpatch {
 

@@ -7,7 +7,7 @@
 #include <set>
 #include <unordered_map>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

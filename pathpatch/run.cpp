@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch {
 

@@ -13,13 +13,13 @@
 #include <string_view>
 #include <vector>
 
-#include "pathpatch/graph/batch.hpp"
-#include "pathpatch/graph/cache.hpp"
-#include "pathpatch/graph/evaluator.hpp"
-#include "pathpatch/graph/intervention.hpp"
-#include "pathpatch/graph/path.hpp"
-#include "pathpatch/graph/trace.hpp"
-#include "pathpatch/models/model.hpp"
+#include "graph/batch.hpp"
+#include "graph/cache.hpp"
+#include "graph/evaluator.hpp"
+#include "graph/intervention.hpp"
+#include "graph/path.hpp"
+#include "graph/trace.hpp"
+#include "models/model.hpp"
 
 namespace pathpatch {
 

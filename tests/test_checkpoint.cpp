@@ -4,8 +4,8 @@
 #include <fstream>
 
 #include "helpers.hpp"
-#include "pathpatch/models/checkpoint.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "models/checkpoint.hpp"
+#include "models/safetensors.hpp"
 
 namespace pp = pathpatch;
 namespace fs = std::filesystem;

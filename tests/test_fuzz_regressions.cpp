@@ -9,9 +9,9 @@
 #include <string>
 
 #include "helpers.hpp"
-#include "pathpatch/models/checkpoint.hpp"
-#include "pathpatch/models/safetensors.hpp"
-#include "pathpatch/models/tokenizer.hpp"
+#include "models/checkpoint.hpp"
+#include "models/safetensors.hpp"
+#include "models/tokenizer.hpp"
 #include "pathpatch/rules.hpp"
 
 namespace pp = pathpatch;

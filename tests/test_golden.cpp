@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "helpers.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "models/safetensors.hpp"
 
 namespace pp = pathpatch;
 

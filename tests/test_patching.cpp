@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "helpers.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "models/safetensors.hpp"
 #include "pathpatch/patching.hpp"
 
 namespace pp = pathpatch;

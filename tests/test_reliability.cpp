@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "helpers.hpp"
-#include "pathpatch/models/checkpoint.hpp"
+#include "models/checkpoint.hpp"
 #include "pathpatch/patching.hpp"
 
 namespace pp = pathpatch;

@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
-#include "pathpatch/models/checkpoint.hpp"
+#include "models/checkpoint.hpp"
 #include "pathpatch/rules.hpp"
 
 namespace pp = pathpatch;

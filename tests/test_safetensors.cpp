@@ -3,7 +3,7 @@
 #include <fstream>
 
 #include "helpers.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "models/safetensors.hpp"
 
 namespace pp = pathpatch;
 namespace fs = std::filesystem;

@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
-#include "pathpatch/graph/kernels.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "graph/kernels.hpp"
+#include "models/safetensors.hpp"
 
 namespace pp = pathpatch;
 

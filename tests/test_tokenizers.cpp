@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "helpers.hpp"
-#include "pathpatch/models/tokenizer.hpp"
+#include "models/tokenizer.hpp"
 
 namespace pp = pathpatch;
 namespace fs = std::filesystem;

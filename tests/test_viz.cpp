@@ -10,10 +10,10 @@
 #include <unordered_set>
 
 #include "helpers.hpp"
-#include "pathpatch/models/checkpoint.hpp"
-#include "pathpatch/viz/diagrams.hpp"
-#include "pathpatch/viz/graphviz.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "models/checkpoint.hpp"
+#include "viz/diagrams.hpp"
+#include "viz/graphviz.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pp = pathpatch;
 namespace viz = pathpatch::viz;

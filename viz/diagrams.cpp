@@ -1,5 +1,5 @@
 // Provenance, model and circuit diagrams on the Graphviz wrapper (see diagrams.hpp).
-#include "pathpatch/viz/diagrams.hpp"
+#include "viz/diagrams.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -11,11 +11,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/model.hpp"
+#include "graph/error.hpp"
+#include "models/model.hpp"
 #include "pathpatch/patching.hpp"
 #include "pathpatch/run.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pathpatch::viz {
 

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "pathpatch/graph/batch.hpp"
-#include "pathpatch/viz/graphviz.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "graph/batch.hpp"
+#include "viz/graphviz.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pathpatch {
 struct Result;

@@ -1,5 +1,5 @@
 // The Graphviz wrapper: cgraph for the graph, gvc for layout and output (see graphviz.hpp).
-#include "pathpatch/viz/graphviz.hpp"
+#include "viz/graphviz.hpp"
 
 #include <graphviz/cgraph.h>
 #include <graphviz/gvc.h>
@@ -13,7 +13,7 @@
 #include <mutex>
 #include <set>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 
 namespace pathpatch::viz {
 

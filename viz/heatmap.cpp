@@ -1,5 +1,5 @@
 // Sweep heatmaps (SVG by hand), CSV and JSON (see heatmap.hpp).
-#include "pathpatch/viz/heatmap.hpp"
+#include "viz/heatmap.hpp"
 
 #include <unistd.h>
 
@@ -14,9 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "pathpatch/graph/error.hpp"
+#include "graph/error.hpp"
 #include "pathpatch/patching.hpp"
-#include "pathpatch/viz/graphviz.hpp"
+#include "viz/graphviz.hpp"
 
 namespace pathpatch::viz {
 

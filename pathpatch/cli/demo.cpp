@@ -14,10 +14,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "cli/options.hpp"
+#include "pathpatch/cli/options.hpp"
 #include "pathpatch/analysis.hpp"
-#include "pathpatch/viz/diagrams.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "viz/diagrams.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pathpatch::cli {
 

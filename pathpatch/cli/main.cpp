@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli/options.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "pathpatch/cli/options.hpp"
+#include "models/safetensors.hpp"
 #include "pathpatch/pathpatch.hpp"
-#include "pathpatch/viz/diagrams.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "viz/diagrams.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pp = pathpatch;
 using namespace pathpatch::cli;

@@ -1,4 +1,4 @@
-#include "cli/options.hpp"
+#include "pathpatch/cli/options.hpp"
 
 #include <unistd.h>
 
@@ -9,8 +9,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "pathpatch/viz/diagrams.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "viz/diagrams.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pathpatch::cli {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "pathpatch/pathpatch.hpp"
-#include "pathpatch/viz/heatmap.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pathpatch::cli {
 

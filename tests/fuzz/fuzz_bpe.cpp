@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/tokenizer.hpp"
+#include "graph/error.hpp"
+#include "models/tokenizer.hpp"
 
 namespace pp = pathpatch;
 

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/config.hpp"
+#include "graph/error.hpp"
+#include "models/config.hpp"
 
 namespace pp = pathpatch;
 

@@ -12,8 +12,8 @@
 #include <fstream>
 #include <string>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/model.hpp"
+#include "graph/error.hpp"
+#include "models/model.hpp"
 #include "scratch_dir.hpp"
 
 namespace pp = pathpatch;

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/model.hpp"
+#include "graph/error.hpp"
+#include "models/model.hpp"
 #include "pathpatch/rules.hpp"
 
 namespace pp = pathpatch;

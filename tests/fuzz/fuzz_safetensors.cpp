@@ -11,8 +11,8 @@
 #include <limits>
 #include <string>
 
-#include "pathpatch/graph/error.hpp"
-#include "pathpatch/models/safetensors.hpp"
+#include "graph/error.hpp"
+#include "models/safetensors.hpp"
 #include "scratch_dir.hpp"
 
 namespace pp = pathpatch;

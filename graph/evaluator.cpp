@@ -26,7 +26,7 @@ HeadSources head_sources(const Expr& e, int n_heads, Fetch&& fetch) {
     in.x.push_back(fetch(a));
     return static_cast<int>(distinct.size() - 1);
   };
-  const bool shared = e.kind == ExprKind::AttnZ;
+  const bool shared = e.kind == StepKind::AttnZ;
   for (int h = 0; h < n_heads; ++h) {
     in.q.push_back(index_of(e.args[shared ? 0 : 3 * h]));
     in.k.push_back(index_of(e.args[shared ? 0 : 3 * h + 1]));
@@ -102,24 +102,13 @@ Evaluator::Evaluator(const Backend& backend, Cache& cache, const Batch& layout, 
     : backend_(backend), g_(backend.graph()), cache_(cache), exprs_(cache.exprs()), layout_(layout),
       seq_(layout.seq), iv_(interventions), facts_(facts) {}
 
-Stage Evaluator::stage_of(const Expr& e) const {
-  switch (e.kind) {
-    case ExprKind::Embed: return Stage::Embed;
-    case ExprKind::AttnZ:
-    case ExprKind::AttnZHeads:
-    case ExprKind::ZGather: return Stage::AttnZ;
-    case ExprKind::AttnOut: return Stage::AttnOut;
-    case ExprKind::Mlp: return Stage::Mlp;
-    case ExprKind::Add: return Stage::Residual;
-    case ExprKind::Final: return Stage::Final;
-    case ExprKind::Patch: return stage_of(exprs_.get(e.args[0]));
-    case ExprKind::Rows: break;
-  }
-  PP_CHECK(false, "Rows expressions have no stage");
-  return Stage::Embed;
+StepKind Evaluator::stage_of(const Expr& e) const {
+  if (e.kind == StepKind::Patch) return stage_of(exprs_.get(e.args[0]));
+  PP_CHECK(e.kind != StepKind::Rows, "Rows expressions have no stage");
+  return traits(e.kind).stage;
 }
 
-const std::vector<ActId>& Evaluator::acts(NodeId node, Stage stage, bool outputs) const {
+const std::vector<ActId>& Evaluator::acts(NodeId node, StepKind stage, bool outputs) const {
   auto it = acts_.find({node, stage});
   if (it == acts_.end()) {
     std::pair<std::vector<ActId>, std::vector<ActId>> split;
@@ -131,31 +120,26 @@ const std::vector<ActId>& Evaluator::acts(NodeId node, Stage stage, bool outputs
 }
 
 bool Evaluator::own_run(const Expr& e) const {
-  if (e.kind == ExprKind::Rows || e.kind == ExprKind::ZGather) return true;
-  Stage s = stage_of(e);
-  return e.interventions == (e.kind == ExprKind::Patch ? iv_.after(e.node, s) : iv_.inside(e.node, s));
+  if (traits(e.kind).assembles) return true;
+  StepKind s = stage_of(e);
+  return e.interventions == (e.kind == StepKind::Patch ? iv_.after(e.node, s) : iv_.inside(e.node, s));
 }
 
 bool Evaluator::has_internal_probes(const Expr& e) const {
-  if (e.kind == ExprKind::Rows || e.kind == ExprKind::ZGather || !own_run(e)) return false;
-  for (ActId a : acts(e.node, stage_of(e), e.kind == ExprKind::Patch))
+  if (traits(e.kind).assembles || !own_run(e)) return false;
+  for (ActId a : acts(e.node, stage_of(e), e.kind == StepKind::Patch))
     for (const BoundIntervention& iv : iv_.of(a))
       if (iv.op == Op::Probe) return true;
   return false;
 }
 
 bool Evaluator::has_probes(const Expr& e) const {
-  if (e.kind == ExprKind::Rows || e.kind == ExprKind::ZGather) return false;
+  if (traits(e.kind).assembles) return false;
   for (bool outputs : {false, true})
     for (ActId a : acts(e.node, stage_of(e), outputs))
       for (const BoundIntervention& iv : iv_.of(a))
         if (iv.op == Op::Probe) return true;
   return false;
-}
-
-bool Evaluator::stackable(const Expr& e) const {
-  return e.kind == ExprKind::AttnZ || e.kind == ExprKind::AttnOut || e.kind == ExprKind::Mlp ||
-         e.kind == ExprKind::Final;
 }
 
 bool Evaluator::keeps_kv() const { return facts_ != nullptr; }
@@ -225,8 +209,8 @@ void Evaluator::plan_step(ExprId e, Plan& plan) {
       return;
     }
   }
-  t.alone = probes_inside || kv_missing || (x.kind != ExprKind::Rows && x.interventions != 0 &&
-                                            (x.kind != ExprKind::Patch || !windowable(exprs_.list(x.interventions))));
+  t.alone = probes_inside || kv_missing || (x.kind != StepKind::Rows && x.interventions != 0 &&
+                                            (x.kind != StepKind::Patch || !windowable(exprs_.list(x.interventions))));
   int64_t p = t.alone ? 0 : std::min(clean_rows(e), t.need.hi);
   if (t.alone) {
     t.compute = {0, seq_};
@@ -236,13 +220,13 @@ void Evaluator::plan_step(ExprId e, Plan& plan) {
   }
   if (t.compute.empty()) return;
   switch (x.kind) {
-    case ExprKind::Embed:
+    case StepKind::Embed:
       break;
-    case ExprKind::Rows:
+    case StepKind::Rows:
       for (int64_t P = t.compute.lo; P < t.compute.hi; ++P) demand(x.args[P], {P, P + 1}, plan);
       break;
-    case ExprKind::AttnZ:
-    case ExprKind::AttnZHeads: {
+    case StepKind::AttnZ:
+    case StepKind::AttnZHeads: {
       // Keys and values of the positions before p come from the reference: a prefix.
       t.kv_lo = t.alone ? 0 : p;
       for (ExprId a : x.args) demand(a, {t.kv_lo, t.compute.hi}, plan);
@@ -288,7 +272,7 @@ void Evaluator::account(ExprId e, double flops, double seconds) {
   const Expr& x = exprs_.get(e);
   ++stats_.computed;
   stats_.flops += flops;
-  stats_.seconds[expr_kind_name(x.kind)] += seconds;
+  stats_.seconds[step_name(x.kind)] += seconds;
   double cost = flops;
   for (ExprId a : x.args) cost += cache_.cost(a);
   cache_.set_cost(e, cost);
@@ -320,13 +304,13 @@ Tensor Evaluator::finish(ExprId e, Tensor computed, Plan& plan) {
 void Evaluator::run_group(const std::vector<ExprId>& group, Plan& plan) {
   const Expr& x0 = exprs_.get(group[0]);
   const Task& t0 = plan.tasks.at(group[0]);
-  const int layer = g_.node(x0.node).layer;
+  const int layer = g_.node(x0.node).layer();
   const int64_t n = static_cast<int64_t>(group.size());
   const auto start = std::chrono::steady_clock::now();
   ComputeContext ctx = context(group[0], false);
   std::vector<Tensor> inputs;
   Tensor out;
-  if (x0.kind == ExprKind::AttnZ) {
+  if (x0.kind == StepKind::AttnZ) {
     AttnCall call;
     std::vector<Tensor> kp, vp;
     for (ExprId e : group) {
@@ -338,7 +322,7 @@ void Evaluator::run_group(const std::vector<ExprId>& group, Plan& plan) {
       }
     }
     call.in.x = {n == 1 ? inputs[0] : concat0(inputs)};
-    call.in.q = call.in.k = call.in.v = std::vector<int>(g_.n_heads, 0);
+    call.in.q = call.in.k = call.in.v = std::vector<int>(g_.n_heads(), 0);
     call.q_lo = t0.compute.lo;
     call.kv_lo = t0.kv_lo;
     call.hi = t0.compute.hi;
@@ -378,9 +362,9 @@ void Evaluator::run_group(const std::vector<ExprId>& group, Plan& plan) {
     for (ExprId e : group) inputs.push_back(rows_of(exprs_.get(e).args[0], t0.compute, plan));
     Tensor in = n == 1 ? inputs[0] : concat0(inputs);
     switch (x0.kind) {
-      case ExprKind::AttnOut: out = backend_.attention_out(layer, in, ctx); break;
-      case ExprKind::Mlp: out = backend_.mlp(layer, in, ctx); break;
-      case ExprKind::Final: out = backend_.final_norm(in, ctx); break;
+      case StepKind::AttnOut: out = backend_.attention_out(layer, in, ctx); break;
+      case StepKind::Mlp: out = backend_.mlp(layer, in, ctx); break;
+      case StepKind::Final: out = backend_.final_norm(in, ctx); break;
       default: PP_CHECK(false, "not a stackable step");
     }
   }
@@ -406,10 +390,10 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
   const Window w = t.compute;
   Tensor v;
   switch (x.kind) {
-    case ExprKind::Embed:
+    case StepKind::Embed:
       v = backend_.embed(exprs_.input(x.input), w, ctx);
       break;
-    case ExprKind::Rows: {
+    case StepKind::Rows: {
       Tensor first = rows_of(x.args[w.lo], {w.lo, w.lo + 1}, plan);
       Shape shape = first.shape();
       shape[1] = w.size();
@@ -422,9 +406,9 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
       }
       break;
     }
-    case ExprKind::AttnZHeads: {
+    case StepKind::AttnZHeads: {
       AttnCall call;
-      call.in = head_sources(x, g_.n_heads, [&](ExprId a) { return rows_of(a, {t.kv_lo, w.hi}, plan); });
+      call.in = head_sources(x, g_.n_heads(), [&](ExprId a) { return rows_of(a, {t.kv_lo, w.hi}, plan); });
       call.q_lo = w.lo;
       call.kv_lo = t.kv_lo;
       call.hi = w.hi;
@@ -434,10 +418,10 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
         call.k_prefix = slice1(rt.k, 0, t.kv_lo);
         call.v_prefix = slice1(rt.v, 0, t.kv_lo);
       }
-      v = backend_.attention_z(g_.node(x.node).layer, call, ctx).z;
+      v = backend_.attention_z(g_.node(x.node).layer(), call, ctx).z;
       break;
     }
-    case ExprKind::ZGather: {
+    case StepKind::ZGather: {
       // Head h's z from args[h]: each head read one input, whose full attention is shared.
       Tensor first = rows_of(x.args[0], w, plan);
       v = Tensor::uninitialized(first.shape());
@@ -449,14 +433,14 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
       }
       break;
     }
-    case ExprKind::Add: {
+    case StepKind::Add: {
       Tensor a = rows_of(x.args[0], w, plan), b = rows_of(x.args[1], w, plan);
       v = Tensor::uninitialized(a.shape());
       kernels::add(a.data(), b.data(), a.numel(), v.data_mut());
       ctx.add_flops(static_cast<double>(a.numel()));
       break;
     }
-    case ExprKind::Patch:
+    case StepKind::Patch:
       v = patch(e, x, rows_of(x.args[0], w, plan), w.lo, t.first);
       break;
     default:
@@ -464,30 +448,6 @@ Tensor Evaluator::compute_alone(ExprId e, Plan& plan) {
   }
   account(e, ctx.flops_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return finish(e, v, plan);
-}
-
-// The order of the forward: layer by layer, and within a layer input rows, attention, its output,
-// the residual sum, the MLP, the next sum; a patch right after what it patches. Every step reads
-// only steps of lower rank, or its reference at its own rank (which runs first).
-int Evaluator::rank(const Expr& e) const {
-  constexpr int kPerLayer = 16;
-  if (e.kind == ExprKind::Patch) return rank(exprs_.get(e.args[0])) + 1;
-  if (e.kind == ExprKind::Embed) return 0;
-  if (e.kind == ExprKind::Final) return (g_.n_layers + 1) * kPerLayer;
-  const Node& n = g_.node(e.node);
-  const bool attn = n.kind == NodeKind::Attention || (n.kind == NodeKind::Residual && g_.node(n.inputs[1]).kind == NodeKind::Attention);
-  int sub = 0;
-  switch (e.kind) {
-    case ExprKind::Rows: sub = attn ? 1 : 9; break;
-    case ExprKind::AttnZ:
-    case ExprKind::AttnZHeads: sub = 2; break;
-    case ExprKind::ZGather: sub = 3; break;
-    case ExprKind::AttnOut: sub = 5; break;
-    case ExprKind::Add: sub = attn ? 7 : 12; break;
-    case ExprKind::Mlp: sub = 10; break;
-    default: PP_CHECK(false, "unranked step");
-  }
-  return (n.layer + 1) * kPerLayer + sub;
 }
 
 void Evaluator::execute(Plan& plan) {
@@ -498,7 +458,7 @@ void Evaluator::execute(Plan& plan) {
   for (ExprId e : plan.order) {
     Task& t = plan.tasks.at(e);
     if (t.need.empty() || t.cached) continue;
-    by_rank[rank(exprs_.get(e))].push_back(e);
+    by_rank[step_rank(exprs_, e)].push_back(e);
     if (ExprId ref = reference(e)) refs.insert(ref);
     // Consumers, to let go of values nobody reads any more.
     const Expr& x = exprs_.get(e);
@@ -513,7 +473,7 @@ void Evaluator::execute(Plan& plan) {
     for (ExprId e : steps) {
       const Task& t = plan.tasks.at(e);
       const Expr& x = exprs_.get(e);
-      const bool in_group = !t.alone && !t.compute.empty() && stackable(x) && x.interventions == 0;
+      const bool in_group = !t.alone && !t.compute.empty() && traits(x.kind).stackable && x.interventions == 0;
       if (in_group && !refs.count(e))
         groups[{static_cast<int>(x.kind), x.node, t.compute.lo, t.compute.hi, t.kv_lo}].push_back(e);
       else if (in_group)
@@ -563,19 +523,19 @@ Tensor Evaluator::compute_full(ExprId id, ActId capture, Tensor* captured, bool 
   const Expr& e = exprs_.get(id);
   const auto start = std::chrono::steady_clock::now();
   ComputeContext ctx = context(id, record, capture);
-  const int layer = e.node >= 0 ? g_.node(e.node).layer : -1;
+  const int layer = e.node >= 0 ? g_.node(e.node).layer() : -1;
   Tensor v;
   switch (e.kind) {
-    case ExprKind::Embed:
+    case StepKind::Embed:
       v = backend_.embed(exprs_.input(e.input), {0, seq_}, ctx);
       break;
-    case ExprKind::AttnZ:
-    case ExprKind::AttnZHeads: {
+    case StepKind::AttnZ:
+    case StepKind::AttnZHeads: {
       AttnCall call;
-      call.in = head_sources(e, g_.n_heads, arg);
+      call.in = head_sources(e, g_.n_heads(), arg);
       call.hi = seq_;
       call.layout = &layout_;
-      call.keep_kv = keep_kv != nullptr || (keeps_kv() && e.kind == ExprKind::AttnZ);
+      call.keep_kv = keep_kv != nullptr || (keeps_kv() && e.kind == StepKind::AttnZ);
       AttnResult r = backend_.attention_z(layer, call, ctx);
       v = r.z;
       if (r.k.defined()) {
@@ -588,27 +548,27 @@ Tensor Evaluator::compute_full(ExprId id, ActId capture, Tensor* captured, bool 
       }
       break;
     }
-    case ExprKind::AttnOut:
+    case StepKind::AttnOut:
       v = backend_.attention_out(layer, arg(e.args[0]), ctx);
       break;
-    case ExprKind::Mlp:
+    case StepKind::Mlp:
       v = backend_.mlp(layer, arg(e.args[0]), ctx);
       break;
-    case ExprKind::Final:
+    case StepKind::Final:
       v = backend_.final_norm(arg(e.args[0]), ctx);
       break;
-    case ExprKind::Add: {
+    case StepKind::Add: {
       Tensor a = arg(e.args[0]), b = arg(e.args[1]);
       v = Tensor::uninitialized(a.shape());
       kernels::add(a.data(), b.data(), a.numel(), v.data_mut());
       ctx.add_flops(static_cast<double>(a.numel()));
       break;
     }
-    case ExprKind::Patch:
+    case StepKind::Patch:
       v = patch(id, e, arg(e.args[0]), 0, record);
       break;
-    case ExprKind::Rows:
-    case ExprKind::ZGather:
+    case StepKind::Rows:
+    case StepKind::ZGather:
       PP_CHECK(false, "assembling steps are never computed alone");
   }
   account(id, ctx.flops_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -652,7 +612,7 @@ const Tensor& Evaluator::source_for(const BoundIntervention& iv) {
 // ---- Probes --------------------------------------------------------------------------------
 
 void Evaluator::record_output_probes(ExprId id, const Expr& e, const Tensor& v) {
-  if (e.kind == ExprKind::Rows || e.kind == ExprKind::ZGather || e.kind == ExprKind::Patch) return;
+  if (e.kind == StepKind::Rows || e.kind == StepKind::ZGather || e.kind == StepKind::Patch) return;
   for (ActId a : acts(e.node, stage_of(e), true)) {
     if (iv_.patched(a)) continue;  // recorded in order by the Patch step that follows
     for (const BoundIntervention& iv : iv_.of(a))

@@ -143,7 +143,6 @@ class Evaluator {
   void plan_step(ExprId e, Plan& plan);
   // Execution.
   void execute(Plan& plan);
-  int rank(const Expr& e) const;
   void release_inputs(ExprId e, Plan& plan);
   void run_group(const std::vector<ExprId>& group, Plan& plan);
   Tensor compute_alone(ExprId e, Plan& plan);
@@ -163,10 +162,9 @@ class Evaluator {
   bool has_internal_probes(const Expr& e) const;
   bool has_probes(const Expr& e) const;
   bool own_run(const Expr& e) const;
-  bool stackable(const Expr& e) const;
   static bool windowable(const std::vector<BoundIntervention>& list);
-  Stage stage_of(const Expr& e) const;
-  const std::vector<ActId>& acts(NodeId node, Stage stage, bool outputs) const;
+  StepKind stage_of(const Expr& e) const;
+  const std::vector<ActId>& acts(NodeId node, StepKind stage, bool outputs) const;
   int64_t clean_rows(ExprId e) const;  // leading positions equal to the reference step
   ExprId reference(ExprId e) const;
   bool keeps_kv() const;  // runs with a reference keep attentions' keys and values for prefixes
@@ -185,7 +183,7 @@ class Evaluator {
   bool memoise_ = true;
   std::unordered_map<uint64_t, Tensor> sources_;  // replace sources, by (expression, activation)
   std::map<int64_t, Batch> stacked_layouts_;       // the layout repeated n times, by n
-  mutable std::map<std::pair<NodeId, Stage>, std::pair<std::vector<ActId>, std::vector<ActId>>> acts_;
+  mutable std::map<std::pair<NodeId, StepKind>, std::pair<std::vector<ActId>, std::vector<ActId>>> acts_;
   EvalStats stats_;
 };
 

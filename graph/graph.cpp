@@ -17,11 +17,27 @@ int Activation::head_axis() const {
   return p == std::string::npos ? -1 : static_cast<int>(p);
 }
 
-NodeId Graph::add_node(std::string name, NodeKind kind, int layer, std::vector<NodeId> inputs) {
-  PP_CHECK(!node_index_.count(name), "duplicate node " + name);
+Graph::Graph(const Skeleton& s) : skeleton_(s) {
+  NodeId prev = add_node(PathName::emb(), {});
+  for (int L = 0; L < s.n_layers; ++L) {
+    Layer l;
+    const NodeId block_input = prev;
+    l.attn = add_node(PathName::sublayer(Block::Attn, L), {block_input});
+    l.attn_sum = add_node(PathName::residual(Block::Attn, L), {block_input, l.attn});
+    prev = l.attn_sum;
+    if (s.has_mlp) {
+      l.mlp = add_node(PathName::sublayer(Block::Mlp, L), {s.parallel ? block_input : l.attn_sum});
+      l.mlp_sum = add_node(PathName::residual(Block::Mlp, L), {l.attn_sum, l.mlp});
+      prev = l.mlp_sum;
+    }
+    layers_.push_back(l);
+  }
+  add_node(PathName::ln_final(), {prev});
+}
+
+NodeId Graph::add_node(PathName name, std::vector<NodeId> inputs) {
   NodeId id = static_cast<NodeId>(nodes_.size());
-  node_index_[name] = id;
-  nodes_.push_back(Node{std::move(name), kind, layer, std::move(inputs)});
+  nodes_.push_back(Node{PathEntry{name, name.str()}, std::move(inputs)});
   return id;
 }
 
@@ -33,9 +49,18 @@ ActId Graph::add_activation(Activation a) {
   return id;
 }
 
+NodeId Graph::node_of(const PathName& n) const {
+  if (n.kind == PathName::Emb) return embedding();
+  if (n.kind == PathName::Final) return output();
+  if ((n.kind != PathName::Residual && n.kind != PathName::Sublayer) || n.layer < 0 || n.layer >= n_layers()) return -1;
+  const Layer& l = layers_[n.layer];
+  const bool sum = n.kind == PathName::Residual;
+  return n.block == Block::Attn ? (sum ? l.attn_sum : l.attn) : (sum ? l.mlp_sum : l.mlp);
+}
+
 int Graph::lookup_node(std::string_view name) const {
-  auto it = node_index_.find(std::string(name));
-  return it == node_index_.end() ? -1 : it->second;
+  auto parsed = PathName::parse(name);
+  return parsed ? node_of(*parsed) : -1;
 }
 
 int Graph::lookup_activation(std::string_view name) const {
@@ -47,7 +72,7 @@ NodeId Graph::find_node(std::string_view name) const {
   int id = lookup_node(name);
   if (id >= 0) return id;
   std::vector<std::string> names;
-  for (const Node& n : nodes_) names.push_back(n.name);
+  for (const Node& n : nodes_) names.push_back(n.text());
   throw NameError("no node named '" + std::string(name) + "'" + did_you_mean(name, names));
 }
 
@@ -60,11 +85,37 @@ ActId Graph::find_activation(std::string_view name) const {
   throw NameError("no activation named '" + std::string(name) + "'" + did_you_mean(name, names));
 }
 
-std::vector<ActId> Graph::activations_of(NodeId node, Stage stage) const {
+std::vector<ActId> Graph::activations_of(NodeId node, StepKind stage) const {
   std::vector<ActId> out;
   for (ActId i = 0; i < static_cast<ActId>(acts_.size()); ++i)
     if (acts_[i].node == node && acts_[i].stage == stage) out.push_back(i);
   return out;
+}
+
+PathAlphabet::PathAlphabet(const Graph& g, int64_t seq) : seq_(seq) {
+  for (const Node& n : g.nodes()) entries_.push_back(n.entry);
+  head_base_.assign(g.n_layers(), -1);
+  pos_base_.assign(g.nodes().size(), -1);
+  for (NodeId id = 0; id < static_cast<NodeId>(g.nodes().size()); ++id) {
+    const Node& n = g.node(id);
+    if (!n.is(PathName::Sublayer)) continue;
+    const Block b = n.name().block;
+    pos_base_[id] = static_cast<int>(entries_.size());
+    for (int64_t p = 0; p < seq; ++p) {
+      PathName name = PathName::position(b, n.layer(), static_cast<int>(p));
+      entries_.push_back(PathEntry{name, name.str()});
+    }
+    if (b != Block::Attn) continue;
+    head_base_[n.layer()] = static_cast<int>(entries_.size());
+    for (int h = 0; h < g.n_heads(); ++h) {
+      PathName head = PathName::head_of(n.layer(), h);
+      entries_.push_back(PathEntry{head, head.str()});
+      for (Role r : {Role::Q, Role::K, Role::V}) {
+        PathName input = PathName::head_input(n.layer(), h, r);
+        entries_.push_back(PathEntry{input, input.str()});
+      }
+    }
+  }
 }
 
 std::string expand_activation_name(std::string_view name) {
@@ -86,6 +137,7 @@ std::string expand_activation_name(std::string_view name) {
       {"result", "attn.hook_result"},       {"pre", "mlp.hook_pre"},
       {"pre_linear", "mlp.hook_pre_linear"}, {"post", "mlp.hook_post"},
       {"ln1", "ln1.hook_normalized"},       {"ln2", "ln2.hook_normalized"},
+      {"ln1_post", "ln1_post.hook_normalized"}, {"ln2_post", "ln2_post.hook_normalized"},
   };
   for (const auto& [short_name, suffix] : kForms)
     if (stem == short_name) return "blocks." + layer + "." + suffix;

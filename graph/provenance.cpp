@@ -4,20 +4,11 @@
 
 namespace pathpatch {
 
-const char* expr_kind_name(ExprKind k) {
-  switch (k) {
-    case ExprKind::Embed: return "Embed";
-    case ExprKind::Rows: return "Rows";
-    case ExprKind::AttnZ: return "AttnZ";
-    case ExprKind::AttnZHeads: return "AttnZHeads";
-    case ExprKind::ZGather: return "ZGather";
-    case ExprKind::AttnOut: return "AttnOut";
-    case ExprKind::Mlp: return "Mlp";
-    case ExprKind::Add: return "Add";
-    case ExprKind::Final: return "Final";
-    case ExprKind::Patch: return "Patch";
-  }
-  return "?";
+int step_rank(const ExprTable& t, ExprId e) {
+  constexpr int kPerNode = 8;
+  const Expr& x = t.get(e);
+  if (x.kind == StepKind::Patch) return step_rank(t, x.args[0]) + 1;
+  return x.node * kPerNode + traits(x.kind).order;
 }
 
 size_t ExprTable::Hash::operator()(const Expr& e) const {
@@ -29,7 +20,7 @@ size_t ExprTable::Hash::operator()(const Expr& e) const {
 }
 
 ExprTable::ExprTable() {
-  exprs_.push_back(Expr{ExprKind::Embed, -1, 0, 0, {}});  // id 0: "no expression"
+  exprs_.push_back(Expr{StepKind::Embed, -1, 0, 0, {}});  // id 0: "no expression"
   lists_.emplace_back();                                 // list 0: no interventions
 }
 

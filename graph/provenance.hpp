@@ -13,25 +13,12 @@
 #include "graph/batch.hpp"
 #include "graph/graph.hpp"
 #include "graph/intervention.hpp"
+#include "graph/step.hpp"
 
 namespace pathpatch {
 
-enum class ExprKind : uint8_t {
-  Embed,       // input -> resid_pre0                       args: {}          input: batch key
-  Rows,        // position P's row from args[P]             args: [T]
-  AttnZ,       // ln1 .. z of one attention on one input     args: {x}
-  AttnZHeads,  // z with per-head q/k/v inputs               args: [3H] (q,k,v of head 0, 1, ...)
-  ZGather,     // head h's z from args[h] (an AttnZ)         args: [H]
-  AttnOut,     // result, attn_out from z                    args: {z}
-  Mlp,         // ln2 .. mlp_out                             args: {x}
-  Add,         // residual sum at aL / fL                    args: {residual, sub-layer}
-  Final,       // ln_final                                   args: {x}
-  Patch,       // output activations' interventions          args: {x}
-};
-const char* expr_kind_name(ExprKind k);
-
 struct Expr {
-  ExprKind kind;
+  StepKind kind;
   NodeId node = -1;         // the graph node this step belongs to
   uint32_t interventions = 0;  // intervention list (0: none) applied inside this step
   uint64_t input = 0;       // Embed: the batch's key
@@ -41,6 +28,14 @@ struct Expr {
            args == o.args;
   }
 };
+
+class ExprTable;
+
+// Where a step runs in the forward: node by node (nodes are numbered in forward order), within a
+// node by its kind's order (step.hpp), a patch right after what it patches. Every step reads only
+// steps of lower rank, or its reference at its own rank. The evaluator runs steps in this order;
+// diagrams line steps of equal rank up.
+int step_rank(const ExprTable& t, ExprId e);
 
 class ExprTable {
  public:

@@ -16,9 +16,6 @@
 
 namespace pathpatch {
 
-using WhichFn = std::function<int(const Path&)>;
-using BranchFn = std::function<Split(const Path&)>;
-
 // What the tracer knows about a step's positions: rows [0, clean) of the step equal rows
 // [0, clean) of `ref`, the same step of the reference run (the plain forward of input 0, no
 // interventions). Causal attention and position-wise steps keep the rows before the first change.
@@ -34,34 +31,36 @@ class InterventionIndex {
   InterventionIndex() = default;
   InterventionIndex(const Graph& g, ExprTable& exprs, const std::vector<BoundIntervention>& all);
 
-  uint32_t inside(NodeId node, Stage stage) const;  // list for the stage's internal activations
-  uint32_t after(NodeId node, Stage stage) const;   // list for its output activations (a Patch)
+  uint32_t inside(NodeId node, StepKind stage) const;  // list for the step's internal activations
+  uint32_t after(NodeId node, StepKind stage) const;   // list for its output activations (a Patch)
   // All entries for one activation, in order, probes included.
   const std::vector<BoundIntervention>& of(ActId act) const;
   bool any(ActId act) const { return !of(act).empty(); }
   bool patched(ActId act) const;  // has an entry other than a probe
 
  private:
-  std::map<std::pair<NodeId, Stage>, uint32_t> inside_, after_;
+  std::map<std::pair<NodeId, StepKind>, uint32_t> inside_, after_;
   std::map<ActId, std::vector<BoundIntervention>> by_act_;
 };
 
 class Tracer {
  public:
+  // `names`, the path names of g for `seq` positions, is needed by trace() alone (it outlives
+  // the tracer); plain forwards and rule tracing do without.
   Tracer(const Graph& g, ExprTable& exprs, std::vector<uint64_t> input_keys, int64_t seq,
-         const InterventionIndex& interventions);
+         const InterventionIndex& interventions, const PathAlphabet* names = nullptr);
 
   // The root (ln_final) expression of the computation the predicates describe. Throws
   // PredicateError for an invalid answer, BudgetError past `budget` node visits; exceptions thrown
   // by the predicates reach the caller unchanged.
   ExprId trace(const WhichFn& which, const BranchFn& branch, uint64_t budget);
   // The plain forward on one input (no split); `steps`, if given, receives each step's expression.
-  ExprId plain(int input, std::map<std::pair<NodeId, Stage>, ExprId>* steps = nullptr);
+  ExprId plain(int input, std::map<std::pair<NodeId, StepKind>, ExprId>* steps = nullptr);
   uint64_t visits() const { return visits_; }
 
   // Enables row facts: the reference run's steps (a plain trace of input 0 with no interventions)
   // and, per input, its first position that differs from input 0.
-  void set_reference(std::map<std::pair<NodeId, Stage>, ExprId> steps, std::vector<int64_t> first_difference);
+  void set_reference(std::map<std::pair<NodeId, StepKind>, ExprId> steps, std::vector<int64_t> first_difference);
   const RowFacts& facts() const { return facts_; }
   bool has_reference() const { return !ref_steps_.empty(); }
 
@@ -73,40 +72,33 @@ class Tracer {
   ExprId rows(NodeId node, const std::vector<ExprId>& parts);  // one per position
   ExprId residual(NodeId node, ExprId residual, ExprId sublayer);
   ExprId final(ExprId x);
-
-  // Names of split edges, as paths show them.
-  const std::string& head_edge(int layer, int head) const { return head_names_[layer][head]; }
-  const std::string& qkv_edge(int layer, int head, int role) const { return qkv_names_[layer][head][role]; }
-  const std::string& pos_edge(NodeId sublayer, int pos) const { return pos_names_.at(sublayer)[pos]; }
+  ExprId sublayer_on(NodeId sub, ExprId x);  // the attention or MLP of a sub-layer node on x
 
  private:
-  ExprId step(ExprKind kind, NodeId node, Stage stage, std::vector<ExprId> args, uint64_t input = 0,
-              int64_t clean = -1, bool patch_output = true);
-  ExprId intern(Expr e, Stage stage, int64_t clean);  // hash-conses and records the row fact
+  ExprId step(StepKind kind, NodeId node, std::vector<ExprId> args, uint64_t input = 0, int64_t clean = -1,
+              bool patch_output = true);
+  ExprId intern(Expr e, StepKind stage, int64_t clean);  // hash-conses and records the row fact
   int64_t clean_rows(ExprId e) const;
-  ExprId value_of(NodeId n);
+  ExprId value_of(NodeId n, ExprId* residual_in = nullptr);
   ExprId sublayer(NodeId sub);
-  ExprId sublayer_on(NodeId sub, ExprId x);
   int ask_which();
   Split ask_branch(bool positions_ok, const char* edges_mean);
+  void enter(int alphabet_index) { path_.push(&names_->at(alphabet_index)); }
 
   const Graph& g_;
+  const PathAlphabet* names_;
   ExprTable& exprs_;
   std::vector<uint64_t> inputs_;
   int64_t seq_;
   const InterventionIndex& iv_;
-  std::vector<NodeId> attn_of_layer_, mlp_of_layer_, attn_sum_of_layer_, mlp_sum_of_layer_;
-  std::vector<std::vector<std::string>> head_names_;
-  std::vector<std::vector<std::vector<std::string>>> qkv_names_;
-  std::map<NodeId, std::vector<std::string>> pos_names_;
 
   Path path_;
   const WhichFn* which_ = nullptr;
   const BranchFn* branch_ = nullptr;
   uint64_t visits_ = 0, budget_ = 0;
-  std::map<std::pair<NodeId, Stage>, ExprId>* steps_ = nullptr;
+  std::map<std::pair<NodeId, StepKind>, ExprId>* steps_ = nullptr;
 
-  std::map<std::pair<NodeId, Stage>, ExprId> ref_steps_;
+  std::map<std::pair<NodeId, StepKind>, ExprId> ref_steps_;
   std::unordered_set<ExprId> ref_exprs_;
   std::vector<int64_t> first_difference_;
   RowFacts facts_;

@@ -26,7 +26,7 @@ void check_site(const Model& m, const std::string& name) {
   for (const char* s : kHeadSites) valid.push_back(s);
   if (std::find(valid.begin(), valid.end(), name) == valid.end())
     throw NameError("no site named '" + name + "'" + did_you_mean(name, valid));
-  if (name == "mlp_out" && !m.graph().has_mlp) throw NameError("site 'mlp_out': this model has no MLPs");
+  if (name == "mlp_out" && !m.graph().has_mlp()) throw NameError("site 'mlp_out': this model has no MLPs");
 }
 
 std::vector<std::string> numbers(int64_t n) {
@@ -93,7 +93,7 @@ std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>
     for (const Intervention& iv : x.interventions)
       if (iv.op == Op::Probe) throw InputError("run_experiments: probes are not recorded here; use run()");
     std::vector<std::pair<std::string, int>> key_rules;
-    for (const PathRule& r : x.rules.rules()) key_rules.emplace_back(r.pattern, r.input);
+    for (const PathRule& r : x.rules.rules()) key_rules.emplace_back(r.pattern.str(), r.input);
     auto& slot = compiled[{key_rules, x.rules.default_input()}];
     if (!slot) slot = std::make_unique<CompiledRules>(model, T, x.rules);
     std::vector<BoundIntervention> bound = bind_interventions(model, exprs, inputs, keys, x.interventions);
@@ -173,8 +173,9 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
   std::map<std::string, SweepResult> out;
   for (const std::string& name : sites.names) {
     const bool per_head = is_head_site(name);
-    const bool kv = model.config().family == Family::Llama && (name == "k" || name == "v");
-    const int heads = per_head ? (kv ? model.config().n_kv_heads : model.config().n_heads) : 1;
+    const Graph& g = model.graph();
+    const bool kv = per_head && g.activation(g.find_activation(name + std::to_string(layers[0]))).kv_heads;
+    const int heads = per_head ? (kv ? g.n_kv_heads() : g.n_heads()) : 1;
     SweepResult res;
     res.title = name;
     res.metric = metric.name();
@@ -227,37 +228,49 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
 
 namespace {
 
-std::string sender_pattern(const Model& m, const Sender& s) {
+// The path from a sender's output up the residual stream: aL aL.head aL.headH, or fL fL.head.
+Pattern sender_pattern(const Model& m, const Sender& s) {
   const ModelConfig& c = m.config();
   if (s.layer < 0 || s.layer >= c.n_layers)
     throw InputError("sender layer " + std::to_string(s.layer) + " does not exist (the model has " + std::to_string(c.n_layers) + ")");
-  std::string L = std::to_string(s.layer);
   if (s.head < 0) {
-    if (!m.graph().has_mlp) throw InputError("sender: this model has no MLPs");
-    return "f" + L + " f" + L + ".head";
+    if (!m.graph().has_mlp()) throw InputError("sender: this model has no MLPs");
+    return Pattern::sequence({Pattern::name(PathName::residual(Block::Mlp, s.layer)),
+                              Pattern::name(PathName::sublayer(Block::Mlp, s.layer))});
   }
   if (s.head >= c.n_heads)
     throw InputError("sender head " + std::to_string(s.head) + " does not exist (the model has " + std::to_string(c.n_heads) + ")");
-  return "a" + L + " a" + L + ".head a" + L + ".head" + std::to_string(s.head);
+  return Pattern::sequence({Pattern::name(PathName::residual(Block::Attn, s.layer)),
+                            Pattern::name(PathName::sublayer(Block::Attn, s.layer)),
+                            Pattern::name(PathName::head_of(s.layer, s.head))});
 }
 
-std::string sender_name(const Sender& s) {
-  return s.head < 0 ? "f" + std::to_string(s.layer) + ".head" : "a" + std::to_string(s.layer) + ".head" + std::to_string(s.head);
+PathName sender_name(const Sender& s) {
+  return s.head < 0 ? PathName::sublayer(Block::Mlp, s.layer) : PathName::head_of(s.layer, s.head);
 }
 
-std::string receiver_pattern(const Model& m, const Receiver& r) {
-  if (r.kind == Receiver::Logits) return "ln_final";
+// Where a path reaches a receiver: ln_final, or aL aL.head aL.headH aL.headH.q|k|v.
+Pattern receiver_pattern(const Model& m, const Receiver& r) {
+  if (r.kind == Receiver::Logits) return Pattern::name(PathName::ln_final());
   const ModelConfig& c = m.config();
-  if (r.layer < 0 || r.layer >= c.n_layers || r.head < 0 || r.head >= c.n_heads)
-    throw InputError("receiver a" + std::to_string(r.layer) + ".head" + std::to_string(r.head) + " does not exist");
-  std::string head = "a" + std::to_string(r.layer) + ".head" + std::to_string(r.head);
-  std::string prefix = "a" + std::to_string(r.layer) + " a" + std::to_string(r.layer) + ".head " + head + " ";
-  switch (r.kind) {
-    case Receiver::Q: return prefix + head + ".q";
-    case Receiver::K: return prefix + head + ".k";
-    case Receiver::V: return prefix + head + ".v";
-    default: return prefix + "(" + head + ".q | " + head + ".k | " + head + ".v)";
-  }
+  const int L = r.layer, H = r.head;
+  if (L < 0 || L >= c.n_layers || H < 0 || H >= c.n_heads)
+    throw InputError("receiver " + PathName::head_of(L, H).str() + " does not exist");
+  auto input = [&](Role role) { return Pattern::name(PathName::head_input(L, H, role)); };
+  Pattern inputs = r.kind == Receiver::Q   ? input(Role::Q)
+                   : r.kind == Receiver::K ? input(Role::K)
+                   : r.kind == Receiver::V ? input(Role::V)
+                                           : Pattern::either({input(Role::Q), input(Role::K), input(Role::V)});
+  return Pattern::sequence({Pattern::name(PathName::residual(Block::Attn, L)),
+                            Pattern::name(PathName::sublayer(Block::Attn, L)), Pattern::name(PathName::head_of(L, H)),
+                            inputs});
+}
+
+// MLPs a path may pass between receiver and sender: (fL fL.head)* over every layer.
+Pattern mlps_between() {
+  return Pattern::sequence({Pattern::names(NameSet::every_layer(PathName::residual(Block::Mlp, 0))),
+                            Pattern::names(NameSet::every_layer(PathName::sublayer(Block::Mlp, 0)))})
+      .star();
 }
 
 }  // namespace
@@ -270,10 +283,12 @@ PathRules path_patching_rules(const Model& model, const std::vector<Sender>& sen
   for (const Receiver& r : receivers)
     for (const Sender& s : senders) {
       if (r.kind != Receiver::Logits && s.layer >= r.layer)
-        throw RuleError("sender " + sender_name(s) + " does not come before receiver a" + std::to_string(r.layer) +
-                        ".head" + std::to_string(r.head) + ": there is no path from it to the receiver's input");
-      std::string middle = mlps_on_path ? " (f* f*.head)* " : " ";
-      rules.add(receiver_pattern(model, r) + middle + sender_pattern(model, s), 1);
+        throw RuleError("sender " + sender_name(s).str() + " does not come before receiver " +
+                        PathName::head_of(r.layer, r.head).str() + ": there is no path from it to the receiver's input");
+      std::vector<Pattern> parts{receiver_pattern(model, r)};
+      if (mlps_on_path) parts.push_back(mlps_between());
+      parts.push_back(sender_pattern(model, s));
+      rules.add(Pattern::sequence(std::move(parts)), 1);
     }
   return rules;
 }
@@ -311,7 +326,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
   const int H = model.config().n_heads;
-  const bool mlps = include_mlps && model.graph().has_mlp;
+  const bool mlps = include_mlps && model.graph().has_mlp();
   const int columns = H + (mlps ? 1 : 0);
   SweepResult res = grid(model, "senders", scorer, columns, mlps);
   std::vector<Experiment> experiments;
@@ -344,7 +359,7 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
   }
   const int first = latest->layer + 1;  // receivers come after every sender
   if (first >= model.config().n_layers)
-    throw RuleError("sweep_receivers: sender " + sender_name(*latest) +
+    throw RuleError("sweep_receivers: sender " + sender_name(*latest).str() +
                     " is in the last layer; no head comes after it to receive its output");
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));

@@ -8,18 +8,236 @@
 #include <unordered_map>
 
 #include "graph/error.hpp"
+#include "graph/trace.hpp"
 
 namespace pathpatch {
 
-PathRules& PathRules::add(std::string pattern, int input) {
+// ---- Names and patterns ---------------------------------------------------------------------
+
+bool NameSet::contains(const PathName& n) const {
+  return n.kind == like.kind && n.block == like.block && n.role == like.role && (any_layer || n.layer == like.layer) &&
+         (any_head || n.head == like.head) && (any_pos || n.pos == like.pos);
+}
+
+std::string NameSet::str() const {
+  PathName n = like;
+  std::string text = n.str_with_layer(any_layer ? "*" : std::to_string(n.layer));
+  // Open heads and positions: the number's digits become `*` (the name's last number, or the head
+  // before a ".q|k|v").
+  auto open = [&](int value, const std::string& after) {
+    const std::string digits = std::to_string(value);
+    const size_t at = text.rfind(digits + after);
+    if (at != std::string::npos) text.replace(at, digits.size(), "*");
+  };
+  if (any_pos && n.kind == PathName::Position) open(n.pos, "");
+  if (any_head && n.kind == PathName::Head) open(n.head, "");
+  if (any_head && n.kind == PathName::HeadInput) open(n.head, std::string(".") + role_name(n.role));
+  return text;
+}
+
+struct Pattern::Node {
+  enum Kind { Glob, Set, Any, Sequence, Either, Repeat } kind;
+  std::string glob;                       // Glob
+  NameSet set;                            // Set
+  std::vector<Pattern> parts;             // Sequence, Either; Repeat: one
+  char op = 0;                            // Repeat: '*', '+' or '?'
+};
+
+namespace {
+
+Pattern::Node pattern_node(Pattern::Node::Kind k) {
+  Pattern::Node n{k, {}, NameSet{}, {}, 0};
+  return n;
+}
+
+}  // namespace
+
+Pattern Pattern::name(const PathName& n) { return names(NameSet::exactly(n)); }
+
+Pattern Pattern::names(const NameSet& set) {
+  Node n = pattern_node(Node::Set);
+  n.set = set;
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+Pattern Pattern::glob(std::string glob) {
+  Node n = pattern_node(Node::Glob);
+  n.glob = std::move(glob);
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+Pattern Pattern::anything() { return Pattern(std::make_shared<const Node>(pattern_node(Node::Any))); }
+
+Pattern Pattern::sequence(std::vector<Pattern> parts) {
+  if (parts.size() == 1) return parts[0];
+  Node n = pattern_node(Node::Sequence);
+  n.parts = std::move(parts);
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+Pattern Pattern::either(std::vector<Pattern> alternatives) {
+  if (alternatives.empty()) throw RuleError("a pattern needs at least one alternative");
+  if (alternatives.size() == 1) return alternatives[0];
+  Node n = pattern_node(Node::Either);
+  n.parts = std::move(alternatives);
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+Pattern Pattern::star() const {
+  Node n = pattern_node(Node::Repeat);
+  n.parts = {*this};
+  n.op = '*';
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+Pattern Pattern::plus() const {
+  Node n = pattern_node(Node::Repeat);
+  n.parts = {*this};
+  n.op = '+';
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+Pattern Pattern::optional() const {
+  Node n = pattern_node(Node::Repeat);
+  n.parts = {*this};
+  n.op = '?';
+  return Pattern(std::make_shared<const Node>(std::move(n)));
+}
+
+std::string Pattern::str() const {
+  const Node& n = *node_;
+  switch (n.kind) {
+    case Node::Glob: return n.glob;
+    case Node::Set: return n.set.str();
+    case Node::Any: return "...";
+    case Node::Sequence: {
+      std::string s;
+      for (const Pattern& p : n.parts) s += (s.empty() ? "" : " ") + p.str();
+      return s;
+    }
+    case Node::Either: {
+      std::string s;
+      for (const Pattern& p : n.parts) s += (s.empty() ? "(" : " | ") + p.str();
+      return s + ")";
+    }
+    case Node::Repeat: {
+      const Node& inner = n.parts[0].node();
+      const bool grouped = inner.kind == Node::Either;
+      return (grouped ? n.parts[0].str() : "(" + n.parts[0].str() + ")") + n.op;
+    }
+  }
+  return "?";
+}
+
+// ---- The text form --------------------------------------------------------------------------
+
+namespace {
+
+class Parser {
+ public:
+  explicit Parser(std::string_view text) : text_(text) {}
+
+  Pattern parse() {
+    Pattern p = alternation();
+    skip();
+    if (pos_ < text_.size()) fail("unexpected '" + std::string(1, text_[pos_]) + "'");
+    return p;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw RuleError("path rule '" + std::string(text_) + "': " + what + " at character " + std::to_string(pos_ + 1));
+  }
+  void skip() {
+    while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
+  }
+  static bool name_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '*' || c == '?';
+  }
+
+  Pattern alternation() {
+    std::vector<Pattern> alts{sequence()};
+    skip();
+    while (pos_ < text_.size() && text_[pos_] == '|') {
+      ++pos_;
+      alts.push_back(sequence());
+      skip();
+    }
+    return Pattern::either(std::move(alts));
+  }
+
+  Pattern sequence() {
+    std::vector<Pattern> items;
+    while (true) {
+      skip();
+      if (pos_ >= text_.size() || text_[pos_] == ')' || text_[pos_] == '|') return Pattern::sequence(std::move(items));
+      items.push_back(item());
+    }
+  }
+
+  Pattern item() {
+    if (text_.compare(pos_, 3, "...") == 0) {
+      pos_ += 3;
+      return Pattern::anything();
+    }
+    if (text_[pos_] == '(') {
+      // The parser recurses once per group: bound the nesting so that no pattern overflows the stack.
+      if (++depth_ > kMaxDepth) fail("groups nested more than " + std::to_string(kMaxDepth) + " deep");
+      ++pos_;
+      Pattern g = alternation();
+      --depth_;
+      skip();
+      if (pos_ >= text_.size() || text_[pos_] != ')') fail("missing ')'");
+      ++pos_;
+      if (pos_ < text_.size() && text_[pos_] == '*') return ++pos_, g.star();
+      if (pos_ < text_.size() && text_[pos_] == '+') return ++pos_, g.plus();
+      if (pos_ < text_.size() && text_[pos_] == '?') return ++pos_, g.optional();
+      return g;
+    }
+    size_t begin = pos_;
+    while (pos_ < text_.size() && name_char(text_[pos_])) ++pos_;
+    if (pos_ == begin) fail("expected a name, '...' or '('");
+    return Pattern::glob(std::string(text_.substr(begin, pos_ - begin)));
+  }
+
+  std::string_view text_;
+  size_t pos_ = 0;
+  static constexpr int kMaxDepth = 100;
+  int depth_ = 0;
+};
+
+}  // namespace
+
+Pattern Pattern::parse(std::string_view text) { return Parser(text).parse(); }
+
+PathRules& PathRules::add(Pattern pattern, int input) {
   rules_.push_back(PathRule{std::move(pattern), input});
   return *this;
 }
+
+PathRules& PathRules::add(std::string_view pattern, int input) { return add(Pattern::parse(pattern), input); }
 
 PathRules& PathRules::otherwise(int input) {
   default_ = input;
   return *this;
 }
+
+std::string PathRules::str() const {
+  std::string s;
+  for (const PathRule& r : rules_) s += r.pattern.str() + " => " + std::to_string(r.input) + "\n";
+  return s + "otherwise => " + std::to_string(default_) + "\n";
+}
+
+void PathRules::check_inputs(size_t count) const {
+  for (const PathRule& r : rules_)
+    if (r.input < 0 || r.input >= static_cast<int>(count))
+      throw RuleError("path rule '" + r.pattern.str() + "' reads input " + std::to_string(r.input) + "; there are " +
+                      std::to_string(count) + " inputs");
+  if (default_ < 0 || default_ >= static_cast<int>(count))
+    throw RuleError("the rules' default input " + std::to_string(default_) + " does not exist");
+}
+
+// ---- Thompson NFA ---------------------------------------------------------------------------
 
 namespace {
 
@@ -38,8 +256,6 @@ bool glob_match(const char* p, const char* s) {
   return *p == *s && glob_match(p + 1, s + 1);
 }
 
-// ---- Thompson NFA ---------------------------------------------------------------------------
-
 constexpr int kAny = -2;  // the atom of `...`: every name
 
 struct NfaState {
@@ -53,19 +269,15 @@ struct Fragment {
   int start, end;
 };
 
+// Pattern values -> NFA fragments over the alphabet's names.
 class Builder {
  public:
-  Builder(const std::vector<std::string>& alphabet, std::vector<std::vector<bool>>& atoms, std::vector<NfaState>& nfa)
+  Builder(const PathAlphabet& alphabet, std::vector<std::vector<bool>>& atoms, std::vector<NfaState>& nfa)
       : alphabet_(alphabet), atoms_(atoms), nfa_(nfa) {}
 
-  Fragment parse(const std::string& pattern) {
-    text_ = pattern;
-    pos_ = 0;
-    depth_ = 0;
-    Fragment f = alternation();
-    skip();
-    if (pos_ < text_.size()) fail("unexpected '" + std::string(1, text_[pos_]) + "'");
-    return f;
+  Fragment build(const Pattern& rule) {
+    rule_ = &rule;
+    return fragment(rule);
   }
 
   int state() {
@@ -87,78 +299,54 @@ class Builder {
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw RuleError("path rule '" + text_ + "': " + what + " at character " + std::to_string(pos_ + 1));
-  }
-  void skip() {
-    while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
-  }
-  static bool name_char(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '*' || c == '?';
-  }
-
-  Fragment alternation() {
-    std::vector<Fragment> alts{sequence()};
-    skip();
-    while (pos_ < text_.size() && text_[pos_] == '|') {
-      ++pos_;
-      alts.push_back(sequence());
-      skip();
-    }
-    if (alts.size() == 1) return alts[0];
-    int s = state(), e = state();
-    for (const Fragment& f : alts) {
-      nfa_[s].eps.push_back(f.start);
-      nfa_[f.end].eps.push_back(e);
-    }
-    return {s, e};
-  }
-
-  Fragment sequence() {
-    int s = state();
-    Fragment f{s, s};
-    while (true) {
-      skip();
-      if (pos_ >= text_.size() || text_[pos_] == ')' || text_[pos_] == '|') return f;
-      f = concat(f, item());
-    }
-  }
-
-  Fragment item() {
-    if (text_.compare(pos_, 3, "...") == 0) {
-      pos_ += 3;
-      return any_sequence();
-    }
-    if (text_[pos_] == '(') {
-      // The parser recurses once per group: bound the nesting so that no pattern overflows the stack.
-      if (++depth_ > kMaxDepth) fail("groups nested more than " + std::to_string(kMaxDepth) + " deep");
-      ++pos_;
-      Fragment g = alternation();
-      --depth_;
-      skip();
-      if (pos_ >= text_.size() || text_[pos_] != ')') fail("missing ')'");
-      ++pos_;
-      if (pos_ < text_.size() && (text_[pos_] == '*' || text_[pos_] == '+' || text_[pos_] == '?')) {
-        char op = text_[pos_++];
+  Fragment fragment(const Pattern& p) {
+    const Pattern::Node& n = p.node();
+    switch (n.kind) {
+      case Pattern::Node::Any: return any_sequence();
+      case Pattern::Node::Glob:
+        return atom(n.glob, [&](const PathEntry& e) { return glob_match(n.glob.c_str(), e.text.c_str()); });
+      case Pattern::Node::Set:
+        return atom(n.set.str(), [&](const PathEntry& e) { return n.set.contains(e.name); });
+      case Pattern::Node::Sequence: {
+        int s = state();
+        Fragment f{s, s};
+        for (const Pattern& part : n.parts) f = concat(f, fragment(part));
+        return f;
+      }
+      case Pattern::Node::Either: {
         int s = state(), e = state();
-        nfa_[s].eps.push_back(g.start);
-        if (op != '+') nfa_[s].eps.push_back(e);
-        nfa_[g.end].eps.push_back(e);
-        if (op != '?') nfa_[g.end].eps.push_back(g.start);
+        for (const Pattern& alt : n.parts) {
+          Fragment f = fragment(alt);
+          nfa_[s].eps.push_back(f.start);
+          nfa_[f.end].eps.push_back(e);
+        }
         return {s, e};
       }
-      return g;
+      case Pattern::Node::Repeat: {
+        Fragment g = fragment(n.parts[0]);
+        int s = state(), e = state();
+        nfa_[s].eps.push_back(g.start);
+        if (n.op != '+') nfa_[s].eps.push_back(e);
+        nfa_[g.end].eps.push_back(e);
+        if (n.op != '?') nfa_[g.end].eps.push_back(g.start);
+        return {s, e};
+      }
     }
-    size_t begin = pos_;
-    while (pos_ < text_.size() && name_char(text_[pos_])) ++pos_;
-    if (pos_ == begin) fail("expected a name, '...' or '('");
-    std::string glob = text_.substr(begin, pos_ - begin);
-    std::vector<bool> members(alphabet_.size());
+    PP_CHECK(false, "unknown pattern node");
+    return {};
+  }
+
+  template <class Member>
+  Fragment atom(const std::string& what, Member&& member) {
+    const std::vector<PathEntry>& names = alphabet_.entries();
+    std::vector<bool> members(names.size());
     bool any = false;
-    for (size_t i = 0; i < alphabet_.size(); ++i) any |= members[i] = glob_match(glob.c_str(), alphabet_[i].c_str());
+    for (size_t i = 0; i < names.size(); ++i) any |= members[i] = member(names[i]);
     if (!any) {
-      pos_ = begin;
-      fail("'" + glob + "' matches no path name of this model" + did_you_mean(glob, alphabet_));
+      std::vector<std::string> texts;
+      for (const PathEntry& e : names) texts.push_back(e.text);
+      throw RuleError("path rule '" + rule_->str() + "': '" + what + "' matches no path name of this model" +
+                      did_you_mean(what, texts));
     }
     atoms_.push_back(std::move(members));
     int s = state(), e = state();
@@ -167,13 +355,10 @@ class Builder {
     return {s, e};
   }
 
-  const std::vector<std::string>& alphabet_;
+  const PathAlphabet& alphabet_;
   std::vector<std::vector<bool>>& atoms_;
   std::vector<NfaState>& nfa_;
-  std::string text_;
-  size_t pos_ = 0;
-  static constexpr int kMaxDepth = 100;
-  int depth_ = 0;
+  const Pattern* rule_ = nullptr;
 };
 
 }  // namespace
@@ -182,21 +367,17 @@ class Builder {
 
 struct CompiledRules::Impl {
   const Graph* graph = nullptr;
-  int64_t seq = 0;
-  std::vector<std::string> alphabet;               // every path name of the model
-  std::unordered_map<std::string, int> symbol;      // name -> index in alphabet
+  PathAlphabet alphabet;                            // symbols: indices into its entries
+  std::unordered_map<std::string, int> by_text;    // for step(state, text)
   std::vector<int> klass;                           // symbol -> class (symbols no atom tells apart)
   int classes = 0;
   std::vector<std::vector<int>> delta;              // minimised DFA: [state][class]
   std::vector<int> out;                             // input read by paths ending in a state
   int start = 0;
 
-  int step(int s, const std::string& name) const {
-    auto it = symbol.find(name);
-    return it == symbol.end() ? -1 : delta[s][klass[it->second]];
-  }
+  Impl(const Graph& g, int64_t seq) : graph(&g), alphabet(g, seq) {}
   int step(int s, int sym) const { return delta[s][klass[sym]]; }
-  int sym(const std::string& name) const { return symbol.at(name); }
+  int step_node(int s, NodeId n) const { return step(s, alphabet.node(n)); }
 
   // Where the paths entering a sub-layer continue, from state u (after "aL aL.head" or
   // "fL fL.head"): per position when the rules tell positions apart; otherwise, for attention, per
@@ -207,61 +388,53 @@ struct CompiledRules::Impl {
     std::vector<std::array<int, 3>> head;  // [H][q, k, v]
     int u = 0;
   };
-  SubPlan plan(const Node& sub, int u) const;
+  SubPlan plan(NodeId sub, int u) const;
   // The lambda form: whether a nano-style walk must split here to see the same states.
   bool residual_splits(NodeId residual, int s) const;
 };
 
-CompiledRules::Impl::SubPlan CompiledRules::Impl::plan(const Node& sub, int u) const {
+CompiledRules::Impl::SubPlan CompiledRules::Impl::plan(NodeId id, int u) const {
+  const Node& sub = graph->node(id);
   SubPlan p;
   p.u = u;
-  for (int64_t P = 0; P < seq; ++P) {
-    p.pos.push_back(step(u, sub.name + ".pos" + std::to_string(P)));
+  for (int64_t P = 0; P < alphabet.seq(); ++P) {
+    p.pos.push_back(step(u, alphabet.position(id, P)));
     p.positions |= p.pos.back() != p.pos[0];
   }
-  if (sub.kind != NodeKind::Attention) return p;
+  if (sub.name().block != Block::Attn) return p;
   bool heads_differ = false;
-  for (int H = 0; H < graph->n_heads; ++H) {
-    std::string head = sub.name + std::to_string(H);
-    int h = step(u, head);
-    p.head.push_back({step(h, head + ".q"), step(h, head + ".k"), step(h, head + ".v")});
+  const int L = sub.layer();
+  for (int H = 0; H < graph->n_heads(); ++H) {
+    int h = step(u, alphabet.head(L, H));
+    p.head.push_back({step(h, alphabet.head_input(L, H, Role::Q)), step(h, alphabet.head_input(L, H, Role::K)),
+                      step(h, alphabet.head_input(L, H, Role::V))});
     for (int r : p.head.back()) heads_differ |= r != p.head[0][0];
   }
   if (heads_differ && p.positions)
-    throw RuleError("the rules tell apart both the heads and the positions of " + sub.name +
+    throw RuleError("the rules tell apart both the heads and the positions of " + sub.text() +
                     "; a sub-layer splits by one or the other");
   return p;
 }
 
 bool CompiledRules::Impl::residual_splits(NodeId residual, int s) const {
   const Node& x = graph->node(residual);
-  const Node& sub = graph->node(x.inputs[1]);
-  int t = step(s, x.name);
-  SubPlan p = plan(sub, step(t, sub.name));
+  const NodeId sub = x.inputs[1];
+  int t = step_node(s, residual);
+  SubPlan p = plan(sub, step_node(t, sub));
   if (t != s) return true;
   if (p.positions) return true;
-  if (sub.kind != NodeKind::Attention) return p.u != s;
+  if (graph->node(sub).name().block != Block::Attn) return p.u != s;
   for (const auto& roles : p.head)
     for (int r : roles)
       if (r != s) return true;
   return false;
 }
 
-CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& rules) : impl_(std::make_unique<Impl>()) {
+CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& rules)
+    : impl_(std::make_unique<Impl>(model.graph(), seq)) {
   Impl& m = *impl_;
-  const Graph& g = model.graph();
-  m.graph = &g;
-  m.seq = seq;
-  for (const Node& n : g.nodes()) {
-    m.alphabet.push_back(n.name);
-    if (n.kind == NodeKind::Attention || n.kind == NodeKind::Mlp) {
-      for (int64_t P = 0; P < seq; ++P) m.alphabet.push_back(n.name + ".pos" + std::to_string(P));
-      if (n.kind == NodeKind::Attention)
-        for (int H = 0; H < g.n_heads; ++H)
-          for (const char* r : {"", ".q", ".k", ".v"}) m.alphabet.push_back(n.name + std::to_string(H) + r);
-    }
-  }
-  for (size_t i = 0; i < m.alphabet.size(); ++i) m.symbol[m.alphabet[i]] = static_cast<int>(i);
+  const std::vector<PathEntry>& alphabet = m.alphabet.entries();
+  for (size_t i = 0; i < alphabet.size(); ++i) m.by_text[alphabet[i].text] = static_cast<int>(i);
 
   // NFA: start --eps--> (... pattern ... accept_i) for each rule i.
   std::vector<NfaState> nfa;
@@ -269,7 +442,7 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
   Builder b(m.alphabet, atoms, nfa);
   int start = b.state();
   for (size_t i = 0; i < rules.rules().size(); ++i) {
-    Fragment f = b.parse(rules.rules()[i].pattern);
+    Fragment f = b.build(rules.rules()[i].pattern);
     f = b.concat(b.concat(b.any_sequence(), f), b.any_sequence());
     nfa[start].eps.push_back(f.start);
     nfa[f.end].accept = static_cast<int>(i);
@@ -277,7 +450,7 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
 
   // Alphabet classes: symbols that every atom treats alike.
   std::map<std::vector<bool>, int> signature;
-  for (size_t s = 0; s < m.alphabet.size(); ++s) {
+  for (size_t s = 0; s < alphabet.size(); ++s) {
     std::vector<bool> sig;
     for (const auto& a : atoms) sig.push_back(a[s]);
     auto [it, inserted] = signature.emplace(sig, static_cast<int>(signature.size()));
@@ -285,7 +458,7 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
   }
   m.classes = static_cast<int>(signature.size());
   std::vector<int> representative(m.classes);
-  for (size_t s = 0; s < m.alphabet.size(); ++s) representative[m.klass[s]] = static_cast<int>(s);
+  for (size_t s = 0; s < alphabet.size(); ++s) representative[m.klass[s]] = static_cast<int>(s);
 
   // Subset construction.
   auto closure = [&](std::set<int> states) {
@@ -361,35 +534,38 @@ CompiledRules::~CompiledRules() = default;
 CompiledRules::CompiledRules(CompiledRules&&) noexcept = default;
 
 int CompiledRules::start() const { return impl_->start; }
-int CompiledRules::step(int state, const std::string& name) const { return impl_->step(state, name); }
+int CompiledRules::step(int state, std::string_view name) const {
+  auto it = impl_->by_text.find(std::string(name));
+  return it == impl_->by_text.end() ? -1 : impl_->step(state, it->second);
+}
 int CompiledRules::outcome(int state) const { return impl_->out[state]; }
 size_t CompiledRules::states() const { return impl_->delta.size(); }
 
 namespace {
 
-int run_word(const CompiledRules::Impl& m, const Path& p, size_t count) {
-  int s = m.start;
-  for (size_t i = 0; i < count; ++i) s = m.step(s, m.sym(std::string(p[i])));
+// The state after the first `count` names of a path (names the model's paths hold).
+int run_word(const CompiledRules& c, const Path& p, size_t count) {
+  int s = c.start();
+  for (size_t i = 0; i < count; ++i) s = c.step(s, p[i]);
   return s;
 }
 
 }  // namespace
 
 WhichFn CompiledRules::which() const {
-  const Impl* m = impl_.get();
-  return [m](const Path& p) { return m->out[run_word(*m, p, p.size())]; };
+  return [this](const Path& p) { return outcome(run_word(*this, p, p.size())); };
 }
 
 BranchFn CompiledRules::branch() const {
-  const Impl* m = impl_.get();
-  return [m](const Path& p) {
-    const std::string last(p.back());
-    int node = m->graph->lookup_node(last);
-    if (node >= 0 && m->graph->node(node).kind == NodeKind::Residual)
-      return m->residual_splits(node, run_word(*m, p, p.size() - 1)) ? Split::Edges : Split::None;
-    int s = run_word(*m, p, p.size());
-    if (node >= 0) {  // a sub-layer: aL.head or fL.head
-      Impl::SubPlan plan = m->plan(m->graph->node(node), s);
+  return [this](const Path& p) {
+    const Impl& m = *impl_;
+    const PathName& last = p.last();
+    const NodeId node = m.graph->node_of(last);
+    if (last.kind == PathName::Residual)
+      return m.residual_splits(node, run_word(*this, p, p.size() - 1)) ? Split::Edges : Split::None;
+    int s = run_word(*this, p, p.size());
+    if (last.kind == PathName::Sublayer) {
+      Impl::SubPlan plan = m.plan(node, s);
       if (plan.positions) return Split::Positions;
       for (const auto& roles : plan.head)
         for (int r : roles)
@@ -397,14 +573,9 @@ BranchFn CompiledRules::branch() const {
       return Split::None;
     }
     // aL.headH: split its q, k and v when their names lead elsewhere than the head's own.
-    size_t dot = last.find(".head");
-    int layer = std::stoi(last.substr(1, dot - 1));
-    int head = std::stoi(last.substr(dot + 5));
-    const Node& sub = m->graph->node(m->graph->lookup_node(last.substr(0, dot + 5)));
-    std::string base = sub.name + std::to_string(head);
-    (void)layer;
-    for (const char* r : {".q", ".k", ".v"})
-      if (m->step(s, base + r) != s) return Split::Edges;
+    PP_CHECK(last.kind == PathName::Head, "branch() is asked at nodes and heads only");
+    for (Role r : {Role::Q, Role::K, Role::V})
+      if (m.step(s, m.alphabet.head_input(last.layer, last.head, r)) != s) return Split::Edges;
     return Split::None;
   };
 }
@@ -423,23 +594,22 @@ class RuleTracer {
     ++visits_;
     const Node& n = g_.node(id);
     ExprId out = 0;
-    switch (n.kind) {
-      case NodeKind::Final:
-        out = t_.final(value(n.inputs[0], m_.step(s, m_.sym(n.name))));
+    switch (n.name().kind) {
+      case PathName::Final:
+        out = t_.final(value(n.inputs[0], m_.step_node(s, id)));
         break;
-      case NodeKind::Embed:
-        out = t_.embed(m_.out[m_.step(s, m_.sym(n.name))]);
+      case PathName::Emb:
+        out = t_.embed(m_.out[m_.step_node(s, id)]);
         break;
-      case NodeKind::Residual: {
+      case PathName::Residual: {
         // Always evaluated split: when both edges continue alike, the tracer's canonical forms
         // make this the very expression of the unsplit node.
-        const Node& sub = g_.node(n.inputs[1]);
-        int u = m_.step(m_.step(s, m_.sym(n.name)), m_.sym(sub.name));
-        out = t_.residual(id, value(n.inputs[0], s), sublayer(n.inputs[1], u));
+        const NodeId sub = n.inputs[1];
+        int u = m_.step_node(m_.step_node(s, id), sub);
+        out = t_.residual(id, value(n.inputs[0], s), sublayer(sub, u));
         break;
       }
-      case NodeKind::Attention:
-      case NodeKind::Mlp:
+      default:
         PP_CHECK(false, "sub-layers are reached through their residual node");
     }
     memo_[key] = out;
@@ -452,19 +622,17 @@ class RuleTracer {
   ExprId sublayer(NodeId id, int u) {
     const Node& sub = g_.node(id);
     const NodeId input = sub.inputs[0];
-    CompiledRules::Impl::SubPlan plan = m_.plan(sub, u);
-    const bool attn = sub.kind == NodeKind::Attention;
+    CompiledRules::Impl::SubPlan plan = m_.plan(id, u);
     if (plan.positions) {
       std::vector<ExprId> parts;
       for (int state : plan.pos) parts.push_back(value(input, state));
-      ExprId x = t_.rows(id, parts);
-      return attn ? t_.attention(sub.layer, x) : t_.mlp(sub.layer, x);
+      return t_.sublayer_on(id, t_.rows(id, parts));
     }
-    if (!attn) return t_.mlp(sub.layer, value(input, u));
+    if (sub.name().block != Block::Attn) return t_.mlp(sub.layer(), value(input, u));
     std::vector<ExprId> qkv;
     for (const auto& roles : plan.head)
       for (int r : roles) qkv.push_back(value(input, r));
-    return t_.attention_heads(sub.layer, qkv);
+    return t_.attention_heads(sub.layer(), qkv);
   }
 
   const CompiledRules::Impl& m_;
@@ -481,15 +649,6 @@ ExprId CompiledRules::trace(Tracer& tracer, uint64_t* visits) const {
   ExprId root = rt.value(impl_->graph->output(), impl_->start);
   if (visits) *visits = rt.visits();
   return root;
-}
-
-void PathRules::check_inputs(size_t count) const {
-  for (const PathRule& r : rules_)
-    if (r.input < 0 || r.input >= static_cast<int>(count))
-      throw RuleError("path rule '" + r.pattern + "' reads input " + std::to_string(r.input) + "; there are " +
-                      std::to_string(count) + " inputs");
-  if (default_ < 0 || default_ >= static_cast<int>(count))
-    throw RuleError("the rules' default input " + std::to_string(default_) + " does not exist");
 }
 
 Result run(const Model& model, const std::vector<Batch>& inputs, const PathRules& rules, const RunOptions& options) {

@@ -20,29 +20,73 @@
 //   ( A | B ) alternatives; a group may be followed by `*`, `+` or `?`
 // The first rule whose pattern matches a path decides its input; no match: the default (0).
 //
+// The same patterns can be built as values, without text (path patching does):
+//   using P = pp::Pattern;
+//   P mlps = P::sequence({P::names(pp::NameSet::every_layer(pp::PathName::residual(pp::Block::Mlp, 0))),
+//                         P::names(pp::NameSet::every_layer(pp::PathName::sublayer(pp::Block::Mlp, 0)))});
+//   rules.add(P::sequence({P::name(pp::PathName::ln_final()), mlps.star(), P::name(...)}), 1);
+//
 // The engine splits only where rules tell paths apart: the rules compile to a minimised automaton,
 // and the memo key is (node, automaton state), so the work is at most nodes x states however many
 // paths the rules distinguish.
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pathpatch/run.hpp"
 
 namespace pathpatch {
 
+// Path names that agree with `like` on every field not left open: a typed `a*` or `a3.head*`.
+struct NameSet {
+  PathName like;
+  bool any_layer = false, any_head = false, any_pos = false;
+
+  static NameSet exactly(const PathName& n) { return {n}; }
+  static NameSet every_layer(const PathName& n) { return {n, true}; }
+  bool contains(const PathName& n) const;
+  std::string str() const;  // as a glob: "f*", "a3.head*", "a*.head*.k"
+};
+
+// A pattern over path names (the rule language above, as a value).
+class Pattern {
+ public:
+  static Pattern name(const PathName& n);      // exactly this name
+  static Pattern names(const NameSet& set);    // any name of the set
+  static Pattern glob(std::string glob);       // names whose text matches (`*`, `?`)
+  static Pattern anything();                   // `...`
+  static Pattern sequence(std::vector<Pattern> parts);
+  static Pattern either(std::vector<Pattern> alternatives);  // ( A | B )
+  Pattern star() const;
+  Pattern plus() const;
+  Pattern optional() const;
+  // The text form; RuleError naming the character where it does not parse.
+  static Pattern parse(std::string_view text);
+  std::string str() const;
+
+  struct Node;
+  const Node& node() const { return *node_; }
+
+ private:
+  explicit Pattern(std::shared_ptr<const Node> n) : node_(std::move(n)) {}
+  std::shared_ptr<const Node> node_;
+};
+
 struct PathRule {
-  std::string pattern;
+  Pattern pattern;
   int input = 0;
 };
 
 class PathRules {
  public:
-  PathRules& add(std::string pattern, int input);
+  PathRules& add(Pattern pattern, int input);
+  PathRules& add(std::string_view pattern, int input);  // parsed now: RuleError if it does not parse
   PathRules& otherwise(int input);  // the input of paths no rule matches (default 0)
   const std::vector<PathRule>& rules() const { return rules_; }
   int default_input() const { return default_; }
   void check_inputs(size_t count) const;  // RuleError if a rule reads an input that does not exist
+  std::string str() const;                // one "PATTERN => INPUT" line per rule, then the default
 
  private:
   std::vector<PathRule> rules_;
@@ -52,13 +96,13 @@ class PathRules {
 // Rules compiled against one model and sequence length: a minimised DFA over its path names.
 class CompiledRules {
  public:
-  // RuleError for a pattern that does not parse or a name that matches no path name of the model.
+  // RuleError for a name that matches no path name of the model.
   CompiledRules(const Model& model, int64_t seq, const PathRules& rules);
   ~CompiledRules();
   CompiledRules(CompiledRules&&) noexcept;
 
   int start() const;
-  int step(int state, const std::string& name) const;  // -1 for a name the model's paths never hold
+  int step(int state, std::string_view name) const;  // -1 for a name the model's paths never hold
   int outcome(int state) const;  // the input a path reads when its name list leads here
   size_t states() const;
 
@@ -66,12 +110,11 @@ class CompiledRules {
   ExprId trace(Tracer& tracer, uint64_t* visits = nullptr) const;
 
   // The same experiment as branch/which lambdas (exponential to walk; for cross-checks and small
-  // models).
+  // models). They refer to this object, which must outlive them.
   WhichFn which() const;
   BranchFn branch() const;
 
-  struct Impl;
-  const Impl& impl() const { return *impl_; }
+  struct Impl;  // the automaton over the model's path names (rules.cpp)
 
  private:
   std::unique_ptr<Impl> impl_;

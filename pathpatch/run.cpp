@@ -75,7 +75,7 @@ std::vector<BoundIntervention> bind_interventions(const Model& model, ExprTable&
                                                   const std::vector<Intervention>& interventions) {
   const Graph& g = model.graph();
   const int64_t B = inputs[0].size, T = inputs[0].seq;
-  std::vector<std::map<std::pair<NodeId, Stage>, ExprId>> plain_steps(inputs.size());
+  std::vector<std::map<std::pair<NodeId, StepKind>, ExprId>> plain_steps(inputs.size());
   std::vector<bool> traced(inputs.size(), false);
   InterventionIndex none;
   Tracer plain(g, exprs, input_keys, T, none);
@@ -129,7 +129,7 @@ void set_reference(Tracer& tracer, const Model& model, ExprTable& exprs, const s
   if (inputs.size() < 2) return;  // one input: nothing differs from it
   InterventionIndex none;
   Tracer plain(model.graph(), exprs, keys, inputs[0].seq, none);
-  std::map<std::pair<NodeId, Stage>, ExprId> steps;
+  std::map<std::pair<NodeId, StepKind>, ExprId> steps;
   plain.plain(0, &steps);
   std::vector<int64_t> first;
   for (const Batch& b : inputs) {
@@ -143,7 +143,7 @@ void set_reference(Tracer& tracer, const Model& model, ExprTable& exprs, const s
 }
 
 Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
-                  const TraceFn& trace) {
+                  const TraceFn& trace, const PathAlphabet* names) {
   check_inputs(model, inputs);
   Result r;
   r.cache = options.cache ? options.cache : std::make_shared<Cache>();
@@ -154,7 +154,7 @@ Result run_traced(const Model& model, const std::vector<Batch>& inputs, const Ru
 
   std::vector<BoundIntervention> bound = bind_interventions(model, exprs, inputs, keys, options.interventions);
   InterventionIndex index(model.graph(), exprs, bound);
-  Tracer tracer(model.graph(), exprs, keys, inputs[0].seq, index);
+  Tracer tracer(model.graph(), exprs, keys, inputs[0].seq, index, names);
   set_reference(tracer, model, exprs, inputs, keys);
   r.root = trace(tracer, r.stats.node_visits);
 
@@ -188,11 +188,13 @@ Result run_traced(const Model& model, const std::vector<Batch>& inputs, const Ru
 
 Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& which, const BranchFn& branch,
            const RunOptions& options) {
+  check_inputs(model, inputs);
+  const PathAlphabet names(model.graph(), inputs[0].seq);
   return detail::run_traced(model, inputs, options, [&](Tracer& tracer, uint64_t& visits) {
     ExprId root = tracer.trace(which, branch, options.path_budget);
     visits = tracer.visits();
     return root;
-  });
+  }, &names);
 }
 
 Result forward(const Model& model, const Batch& batch, const RunOptions& options) {

@@ -79,7 +79,7 @@ namespace detail {
 // and reports the node visits it made. Shared by the lambda and the rule front ends.
 using TraceFn = std::function<ExprId(Tracer& tracer, uint64_t& visits)>;
 Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
-                  const TraceFn& trace);
+                  const TraceFn& trace, const PathAlphabet* names = nullptr);
 // Gives the tracer its reference: the plain forward of input 0, and where each input departs from it.
 void set_reference(Tracer& tracer, const Model& model, ExprTable& exprs, const std::vector<Batch>& inputs,
                    const std::vector<uint64_t>& keys);

@@ -140,7 +140,7 @@ Dag analyse(const ExprTable& t, ExprId root, const std::vector<uint64_t>& keys) 
   for (ExprId e : d.order) {
     const Expr& x = t.get(e);
     std::set<int> in;
-    if (x.kind == ExprKind::Embed) {
+    if (x.kind == StepKind::Embed) {
       // Inputs the caller did not name are numbered after the named ones, as they are met.
       auto [it, added] = d.input_index.emplace(x.input, static_cast<int>(d.input_index.size()));
       in.insert(it->second);
@@ -196,8 +196,8 @@ bool meeting_point(const Dag& d, ExprId e) {
 
 bool plain_step(const Dag& d, ExprId e) {
   const Expr& x = d.t->get(e);
-  const bool kind = x.kind == ExprKind::AttnZ || x.kind == ExprKind::AttnOut || x.kind == ExprKind::Mlp ||
-                    x.kind == ExprKind::Add;
+  const bool kind = x.kind == StepKind::AttnZ || x.kind == StepKind::AttnOut || x.kind == StepKind::Mlp ||
+                    x.kind == StepKind::Add;
   return kind && !x.interventions && !meeting_point(d, e);
 }
 
@@ -239,36 +239,39 @@ void merge(Drawing& w, int from, int into) {
   src.members.clear();
 }
 
-// One letter per step kind of a layer, in forward order: a full GPT-2 layer is "zoamf".
-char stage_letter(const Dag& d, const Graph& g, ExprId e) {
-  const Expr& x = d.t->get(e);
-  switch (x.kind) {
-    case ExprKind::AttnZ: return 'z';
-    case ExprKind::AttnOut: return 'o';
-    case ExprKind::Mlp: return 'm';
-    case ExprKind::Add: return g.node(x.node).name[0] == 'f' ? 'f' : 'a';
-    default: return '?';
-  }
+// A step as its place in a layer: "aL.head:AttnZ", "fL:Add".
+std::string layer_step(const Graph& g, const Expr& x) {
+  return g.node(x.node).name().str_with_layer("L") + ":" + step_name(x.kind);
 }
 
-// The steps of a box's first layer, as letters in forward order.
-std::string signature(const Dag& d, const Graph& g, const Box& b) {
-  std::string sig;
+// The steps of a box's first layer, in forward order.
+std::vector<std::string> signature(const Dag& d, const Graph& g, const Box& b) {
+  std::vector<ExprId> first;
   for (ExprId e : b.members)
-    if (g.node(d.t->get(e).node).layer == b.first) sig += stage_letter(d, g, e);
-  std::sort(sig.begin(), sig.end(), [](char x, char y) {
-    const std::string order = "zoamf?";
-    return order.find(x) < order.find(y);
-  });
+    if (g.node(d.t->get(e).node).layer() == b.first) first.push_back(e);
+  std::sort(first.begin(), first.end(), [&](ExprId x, ExprId y) { return step_rank(*d.t, x) < step_rank(*d.t, y); });
+  std::vector<std::string> sig;
+  for (ExprId e : first) sig.push_back(layer_step(g, d.t->get(e)));
   return sig;
 }
 
-bool full_layer(const Graph& g, const std::string& sig) { return sig == (g.has_mlp ? "zoamf" : "zoa"); }
+// Whether a signature holds every step of a plain layer: attention (z, out), its sum, and the MLP
+// and its sum where the model has them.
+bool full_layer(const Graph& g, const std::vector<std::string>& sig) {
+  std::vector<std::string> all;
+  for (auto [node, kind] : {std::pair{g.attention(0), StepKind::AttnZ}, {g.attention(0), StepKind::AttnOut},
+                            {g.attn_sum(0), StepKind::Add}, {g.mlp(0), StepKind::Mlp}, {g.mlp_sum(0), StepKind::Add}})
+    if (node >= 0) all.push_back(g.node(node).name().str_with_layer("L") + ":" + step_name(kind));
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> have = sig;
+  std::sort(have.begin(), have.end());
+  return have == all;
+}
 
 Drawing collapse(const Dag& d, const Graph& g, bool enabled) {
   Drawing w;
   for (ExprId e : d.order) {
-    const int layer = g.node(d.t->get(e).node).layer;
+    const int layer = g.node(d.t->get(e).node).layer();
     w.pos[e] = w.boxes.size();
     w.owner[e] = static_cast<int>(w.boxes.size());
     w.boxes.push_back(Box{{e}, layer, layer});
@@ -278,10 +281,10 @@ Drawing collapse(const Dag& d, const Graph& g, bool enabled) {
   // A split z (per-head inputs) is drawn inside its output step when nothing else reads it.
   for (ExprId o : d.order) {
     const Expr& O = t.get(o);
-    if (O.kind != ExprKind::AttnOut || O.interventions) continue;
+    if (O.kind != StepKind::AttnOut || O.interventions) continue;
     const ExprId z = O.args[0];
-    const ExprKind k = t.get(z).kind;
-    if ((k == ExprKind::ZGather || k == ExprKind::AttnZHeads) && consumers_are(d, z, {o})) {
+    const StepKind k = t.get(z).kind;
+    if ((k == StepKind::ZGather || k == StepKind::AttnZHeads) && consumers_are(d, z, {o})) {
       merge(w, w.owner[z], w.owner[o]);
       w.boxes[w.owner[o]].fixed = true;
     }
@@ -291,7 +294,7 @@ Drawing collapse(const Dag& d, const Graph& g, bool enabled) {
     for (ExprId a : d.reads.at(e)) {
       const int ba = w.owner[a], be = w.owner[e];
       if (ba == be || w.boxes[ba].fixed || w.boxes[be].fixed || !plain_step(d, a) || !plain_step(d, e)) continue;
-      if (g.node(t.get(a).node).layer != g.node(t.get(e).node).layer || d.inputs.at(a) != d.inputs.at(e)) continue;
+      if (g.node(t.get(a).node).layer() != g.node(t.get(e).node).layer() || d.inputs.at(a) != d.inputs.at(e)) continue;
       if (!other_path(w, d, ba, be)) merge(w, ba, be);
     }
   }
@@ -300,7 +303,7 @@ Drawing collapse(const Dag& d, const Graph& g, bool enabled) {
     const int b2 = w.owner[e];
     Box& upper = w.boxes[b2];
     if (upper.top() != e || upper.fixed || upper.first < 1 || upper.first != upper.last) continue;
-    const std::string sig = signature(d, g, upper);
+    const std::vector<std::string> sig = signature(d, g, upper);
     if (sig.size() < 2) continue;  // single steps stay as they are
     std::set<int> below;
     for (ExprId m : upper.members)
@@ -330,7 +333,7 @@ ExprId majority(const std::vector<ExprId>& args) {
 std::vector<int> split_heads(const Expr& x) {
   std::vector<int> heads;
   const ExprId maj = majority(x.args);
-  const size_t per = x.kind == ExprKind::AttnZHeads ? 3 : 1;
+  const size_t per = x.kind == StepKind::AttnZHeads ? 3 : 1;
   for (size_t h = 0; h * per < x.args.size(); ++h) {
     bool differs = false;
     for (size_t r = 0; r < per; ++r) differs = differs || x.args[h * per + r] != maj;
@@ -368,22 +371,22 @@ std::string inputs_text(const DiagramOptions& o, const std::vector<int>& in) {
 std::string step_title(const LabelContext& c, ExprId top) {
   const ExprTable& t = *c.d.t;
   const Expr& x = t.get(top);
-  const std::string& node = c.m.graph().node(x.node).name;
+  const std::string& node = c.m.graph().node(x.node).text();
   switch (x.kind) {
-    case ExprKind::Embed: return node + "\\n" + inputs_text(c.o, c.d.inputs.at(top));
-    case ExprKind::Rows: return node + " input\\n(by position)";
-    case ExprKind::AttnZ: return node + " z";
-    case ExprKind::AttnZHeads: return node + " z\\n(q/k/v split: " + plural("head", split_heads(x)) + ")";
-    case ExprKind::ZGather: return node + " z\\n(" + plural("head", split_heads(x)) + " split)";
-    case ExprKind::AttnOut: {
+    case StepKind::Embed: return node + "\\n" + inputs_text(c.o, c.d.inputs.at(top));
+    case StepKind::Rows: return node + " input\\n(by position)";
+    case StepKind::AttnZ: return node + " z";
+    case StepKind::AttnZHeads: return node + " z\\n(q/k/v split: " + plural("head", split_heads(x)) + ")";
+    case StepKind::ZGather: return node + " z\\n(" + plural("head", split_heads(x)) + " split)";
+    case StepKind::AttnOut: {
       ExprId z = x.args[0];
       if (c.w.owner.at(z) != c.w.owner.at(top)) return node + " out";
       const Expr& Z = t.get(z);
-      if (Z.kind == ExprKind::AttnZHeads) return node + "\\n(q/k/v split: " + plural("head", split_heads(Z)) + ")";
-      if (Z.kind == ExprKind::ZGather) return node + "\\n(" + plural("head", split_heads(Z)) + " split)";
+      if (Z.kind == StepKind::AttnZHeads) return node + "\\n(q/k/v split: " + plural("head", split_heads(Z)) + ")";
+      if (Z.kind == StepKind::ZGather) return node + "\\n(" + plural("head", split_heads(Z)) + " split)";
       return node;
     }
-    case ExprKind::Patch: {
+    case StepKind::Patch: {
       std::string s = "patched:";
       for (const BoundIntervention& iv : t.list(x.interventions)) s += "\\n" + describe(c.m, iv);
       return s;
@@ -397,19 +400,12 @@ Shape step_shape(const LabelContext& c, ExprId e) {
   const ModelConfig& cfg = c.m.config();
   Shape bt{c.r.hidden.defined() ? c.r.hidden.size(0) : 0, c.r.hidden.defined() ? c.r.hidden.size(1) : 0};
   switch (x.kind) {
-    case ExprKind::AttnZ:
-    case ExprKind::AttnZHeads:
-    case ExprKind::ZGather: return {bt[0], bt[1], cfg.n_heads, cfg.d_head};
-    case ExprKind::Patch: return step_shape(c, x.args[0]);
+    case StepKind::AttnZ:
+    case StepKind::AttnZHeads:
+    case StepKind::ZGather: return {bt[0], bt[1], cfg.n_heads, cfg.d_head};
+    case StepKind::Patch: return step_shape(c, x.args[0]);
     default: return {bt[0], bt[1], cfg.d_model};
   }
-}
-
-// "aL, fL.head" from "a3, f3.head": the names of one layer of a run of layers.
-std::string layer_pattern(const std::string& name) {
-  size_t digits = 1;
-  while (digits < name.size() && std::isdigit(static_cast<unsigned char>(name[digits]))) ++digits;
-  return name.substr(0, 1) + "L" + name.substr(digits);
 }
 
 // A box of several steps: "layer 3", "layers 2-11", "a1.head", "layers 0-11: aL, fL", and the inputs.
@@ -421,8 +417,8 @@ std::string box_title(const LabelContext& c, const Box& b) {
   std::vector<std::string> names;
   for (ExprId e : b.members) {
     const Node& n = g.node(t.get(e).node);
-    if (n.layer != b.first) continue;
-    std::string name = b.first == b.last ? n.name : layer_pattern(n.name);
+    if (n.layer() != b.first) continue;
+    std::string name = b.first == b.last ? n.text() : n.name().str_with_layer("L");
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   }
   std::string list;
@@ -439,7 +435,7 @@ std::string step_label(const LabelContext& c, const Box& b) {
   std::string s = box_title(c, b);
   const Expr& x = c.d.t->get(top);
   // Interventions inside a step (not a Patch of its outputs) change it too: say so.
-  if (x.kind != ExprKind::Patch && x.interventions)
+  if (x.kind != StepKind::Patch && x.interventions)
     for (const BoundIntervention& iv : c.d.t->list(x.interventions)) s += "\\n+ " + describe(c.m, iv);
   if (c.o.show_shapes) s += "\\n" + to_string(step_shape(c, top));
   if (c.o.show_cache && c.r.cache) s += c.r.cache->contains(top) ? "\\ncached" : "\\nnot cached";
@@ -451,9 +447,9 @@ std::string edge_label(const Expr& x, ExprId arg) {
   std::vector<int> slots;
   for (size_t i = 0; i < x.args.size(); ++i)
     if (x.args[i] == arg) slots.push_back(static_cast<int>(i));
-  if (x.kind == ExprKind::ZGather) return plural("head", slots);
-  if (x.kind == ExprKind::Rows) return "pos " + ranges(slots);
-  if (x.kind != ExprKind::AttnZHeads) return "";
+  if (x.kind == StepKind::ZGather) return plural("head", slots);
+  if (x.kind == StepKind::Rows) return "pos " + ranges(slots);
+  if (x.kind != StepKind::AttnZHeads) return "";
   std::vector<int> by_role[3];
   for (int s : slots) by_role[s % 3].push_back(s / 3);
   if (by_role[0] == by_role[1] && by_role[1] == by_role[2]) return plural("head", by_role[0]);
@@ -462,29 +458,6 @@ std::string edge_label(const Expr& x, ExprId arg) {
   for (int r = 0; r < 3; ++r)
     if (!by_role[r].empty()) append(out, ", ", std::string(names[r]) + " " + ranges(by_role[r]));
   return out;
-}
-
-// Where a step sits: (layer, stage within the layer), so steps of one stage line up across inputs.
-std::pair<int, double> rank_key(const Model& m, const ExprTable& t, ExprId e) {
-  const Expr& x = t.get(e);
-  const Node& n = m.graph().node(x.node);
-  const bool mlp_side = n.kind == NodeKind::Mlp || (n.kind == NodeKind::Residual && n.name[0] == 'f');
-  switch (x.kind) {
-    case ExprKind::Embed: return {-1, 0};
-    case ExprKind::Final: return {m.config().n_layers, 0};
-    case ExprKind::Rows: return {n.layer, mlp_side ? 4 : 0};
-    case ExprKind::AttnZ:
-    case ExprKind::AttnZHeads:
-    case ExprKind::ZGather: return {n.layer, 1};
-    case ExprKind::AttnOut: return {n.layer, 2};
-    case ExprKind::Mlp: return {n.layer, 5};
-    case ExprKind::Add: return {n.layer, mlp_side ? 6 : 3};
-    case ExprKind::Patch: {
-      auto k = rank_key(m, t, x.args[0]);
-      return {k.first, k.second + 0.5};
-    }
-  }
-  return {n.layer, 0};
 }
 
 void fill_by_inputs(Attrs& a, const std::vector<int>& in) {
@@ -504,7 +477,7 @@ std::string step_id(ExprId e) { return "s" + std::to_string(e); }
 void provenance_legend(Digraph& g, const Dag& d, const DiagramOptions& o, bool any_mixed) {
   std::set<int> used;
   for (auto& [e, in] : d.inputs)
-    if (d.t->get(e).kind == ExprKind::Embed) used.insert(in.begin(), in.end());
+    if (d.t->get(e).kind == StepKind::Embed) used.insert(in.begin(), in.end());
   std::vector<std::string> ids;
   for (int k : used) {
     ids.push_back("legend_input" + std::to_string(k));
@@ -545,21 +518,21 @@ Digraph provenance_graph(const Result& r, const Model& m, const DiagramOptions& 
   g.set("label", std::to_string(r.stats.steps) + " steps: " + std::to_string(r.stats.computed) + " computed, " +
                      std::to_string(r.stats.cache_hits) + " from the cache");
 
-  // Boxes, in order; boxes ending in the same (layer, stage) share a rank.
-  std::map<std::pair<int, double>, std::vector<std::string>> ranks;
+  // Boxes, in order; boxes ending in steps of the same rank (step_rank) share a rank.
+  std::map<int, std::vector<std::string>> ranks;
   bool any_mixed = false;
   for (const Box& b : w.boxes) {
     if (!b.alive) continue;
     const ExprId top = b.top();
-    const ExprKind k = t.get(top).kind;
+    const StepKind k = t.get(top).kind;
     Attrs a{{"label", step_label(c, b)}};
     fill_by_inputs(a, d.inputs.at(top));
     any_mixed = any_mixed || d.inputs.at(top).size() > 1;
-    if (k == ExprKind::Embed) a.push_back({"penwidth", "2"});
-    if (k == ExprKind::Final) a.push_back({"peripheries", "2"});
-    if (k == ExprKind::Patch) a.push_back({"shape", "note"});
+    if (k == StepKind::Embed) a.push_back({"penwidth", "2"});
+    if (k == StepKind::Final) a.push_back({"peripheries", "2"});
+    if (k == StepKind::Patch) a.push_back({"shape", "note"});
     g.node(step_id(top), a);
-    ranks[rank_key(m, t, top)].push_back(step_id(top));
+    ranks[step_rank(t, top)].push_back(step_id(top));
   }
   // Edges between boxes, one per (from, to), labelled with what a split step takes from each.
   std::map<std::pair<ExprId, ExprId>, std::string> edges;
@@ -614,7 +587,7 @@ namespace {
 // Returns (node the residual enters, node whose output leaves) for the edges around it.
 std::pair<std::string, std::string> draw_attention(Digraph& g, const Model& m, int L, Granularity gran,
                                                    bool left_to_right, std::vector<std::string>& members) {
-  const std::string name = "a" + std::to_string(L) + ".head";
+  const std::string name = PathName::sublayer(Block::Attn, L).str();
   if (gran == Granularity::Layers) {
     g.node(name, {{"fillcolor", "#dbe9f6"}});
     members.push_back(name);
@@ -622,14 +595,14 @@ std::pair<std::string, std::string> draw_attention(Digraph& g, const Model& m, i
   }
   std::vector<std::string> heads, qkv;
   for (int h = 0; h < m.config().n_heads; ++h) {
-    std::string head = name + std::to_string(h);
+    std::string head = PathName::head_of(L, h).str();
     g.node(head, {{"label", "h" + std::to_string(h)}, {"shape", "circle"}, {"fillcolor", "#dbe9f6"},
                   {"width", "0.3"}, {"fixedsize", "true"}, {"fontsize", "8"}});
     heads.push_back(head);
     if (gran == Granularity::QKV)
-      for (const char* role : {"q", "k", "v"}) {
-        std::string id = head + "." + role;
-        g.node(id, {{"label", role}, {"shape", "circle"}, {"width", "0.2"}, {"fixedsize", "true"},
+      for (Role role : {Role::Q, Role::K, Role::V}) {
+        std::string id = PathName::head_input(L, h, role).str();
+        g.node(id, {{"label", role_name(role)}, {"shape", "circle"}, {"width", "0.2"}, {"fixedsize", "true"},
                     {"fontsize", "7"}, {"fillcolor", "#f2f2f2"}});
         g.edge(id, head, {{"arrowsize", "0.3"}});
         qkv.push_back(id);
@@ -648,45 +621,56 @@ std::pair<std::string, std::string> draw_attention(Digraph& g, const Model& m, i
 
 }  // namespace
 
+// The model's nodes as drawn: a sub-layer's id is its entry point for edges coming in (the box of
+// its heads when they are drawn), a residual sum's id is itself.
 Digraph model_graph(const Model& m, Granularity gran, bool left_to_right) {
   const Graph& graph = m.graph();
   Digraph g("model");
   base_style(g, left_to_right);
   g.set("compound", "true");  // edges may end at a cluster's border (lhead / ltail)
-  g.node("emb", {{"fillcolor", "#e8e8e8"}, {"penwidth", "2"}});
-  std::string resid = "emb";
-  for (int L = 0; L < graph.n_layers; ++L) {
-    const std::string l = std::to_string(L), a = "a" + l, f = "f" + l;
+  const std::string emb = graph.node(graph.embedding()).text();
+  g.node(emb, {{"fillcolor", "#e8e8e8"}, {"penwidth", "2"}});
+  const bool split = gran != Granularity::Layers;
+  // Edges out of a node and into one: the attention with heads drawn is a cluster, entered and left
+  // through one of its heads (one edge stands for one per head).
+  std::map<NodeId, std::pair<std::string, Attrs>> into, out_of;
+  auto edge = [&](NodeId from, NodeId to, Attrs a) {
+    auto f = out_of.count(from) ? out_of[from] : std::make_pair(graph.node(from).text(), Attrs{});
+    auto t = into.count(to) ? into[to] : std::make_pair(graph.node(to).text(), Attrs{});
+    a.insert(a.end(), f.second.begin(), f.second.end());
+    a.insert(a.end(), t.second.begin(), t.second.end());
+    g.edge(f.first, t.first, a);
+  };
+  for (int L = 0; L < graph.n_layers(); ++L) {
+    const std::string l = std::to_string(L);
     std::vector<std::string> members;
     const Attrs layer_box = frame(left_to_right, {{"style", "rounded"}, {"color", "#bbbbbb"}});
     g.cluster("layer" + l, "layer " + l, {}, layer_box);  // first, so the attention's box nests in it
     auto [enter, leave] = draw_attention(g, m, L, gran, left_to_right, members);
-    const bool split = gran != Granularity::Layers;
-    const std::string attn_cluster = "cluster_" + a + ".head";
-    Attrs into{}, out_of{};
-    if (split) into = {{"lhead", attn_cluster}}, out_of = {{"ltail", attn_cluster}};
-    // With heads drawn, one edge into (and out of) the attention's box stands for one per head.
-    g.edge(resid, enter, into);
-    g.node(a, {{"label", a + " (+)"}, {"fillcolor", "#fff2cc"}});
-    g.edge(resid, a, {{"color", "#999999"}, {"style", "dashed"}});
-    g.edge(leave, a, out_of);
-    members.push_back(a);
-    resid = a;
-    if (graph.has_mlp) {
-      const std::string fh = f + ".head";
-      g.node(fh, {{"fillcolor", "#e2f0d9"}});
-      g.node(f, {{"label", f + " (+)"}, {"fillcolor", "#fff2cc"}});
-      g.edge(a, fh);
-      g.edge(a, f, {{"color", "#999999"}, {"style", "dashed"}});
-      g.edge(fh, f);
-      members.push_back(fh);
-      members.push_back(f);
-      resid = f;
+    const std::string attn_cluster = "cluster_" + graph.node(graph.attention(L)).text();
+    into[graph.attention(L)] = {enter, split ? Attrs{{"lhead", attn_cluster}} : Attrs{}};
+    out_of[graph.attention(L)] = {leave, split ? Attrs{{"ltail", attn_cluster}} : Attrs{}};
+    for (NodeId n : {graph.attn_sum(L), graph.mlp(L), graph.mlp_sum(L)}) {
+      if (n < 0) continue;
+      const Node& node = graph.node(n);
+      const bool sum = node.is(PathName::Residual);
+      g.node(node.text(), sum ? Attrs{{"label", node.text() + " (+)"}, {"fillcolor", "#fff2cc"}}
+                              : Attrs{{"fillcolor", "#e2f0d9"}});
+      members.push_back(node.text());
+    }
+    for (NodeId n : {graph.attention(L), graph.attn_sum(L), graph.mlp(L), graph.mlp_sum(L)}) {
+      if (n < 0) continue;
+      const Node& node = graph.node(n);
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        // A sum's residual edge is drawn dashed; the sub-layer edges solid.
+        const bool residual_edge = node.is(PathName::Residual) && i == 0;
+        edge(node.inputs[i], n, residual_edge ? Attrs{{"color", "#999999"}, {"style", "dashed"}} : Attrs{});
+      }
     }
     g.cluster("layer" + l, "layer " + l, members, layer_box);
   }
-  g.node("ln_final", {{"fillcolor", "#e8e8e8"}, {"penwidth", "2"}});
-  g.edge(resid, "ln_final");
+  g.node(graph.node(graph.output()).text(), {{"fillcolor", "#e8e8e8"}, {"penwidth", "2"}});
+  edge(graph.node(graph.output()).inputs[0], graph.output(), {});
   return g;
 }
 
@@ -698,11 +682,11 @@ namespace {
 
 // Layer (and MLP after attention) of a path name, for ranks: "a3.head2.q" -> (3, 0), "f3" -> (3, 1),
 // "emb" -> (-1, 0); anything else (logits, ln_final) goes on top.
-std::pair<int, int> name_rank(const std::string& name) {
-  if (name == "emb") return {-1, 0};
-  if (name.size() > 1 && (name[0] == 'a' || name[0] == 'f') && std::isdigit(static_cast<unsigned char>(name[1])))
-    return {std::stoi(name.substr(1)), name[0] == 'f' ? 1 : 0};
-  return {INT_MAX, 0};
+std::pair<int, int> name_rank(const std::string& text) {
+  const auto name = PathName::parse(text);
+  if (!name || name->kind == PathName::Final) return {INT_MAX, 0};
+  if (name->kind == PathName::Emb) return {-1, 0};
+  return {name->layer, name->block == Block::Mlp ? 1 : 0};
 }
 
 // Nodes by (layer, 0 attention / 1 MLP), and how each group's rank is labelled.
@@ -750,8 +734,11 @@ std::string cell_name(const SweepResult& s, const std::vector<int64_t>& idx, con
     else if (s.axes[a] == "position") pos = label;
   }
   std::string name;
-  if (!head.empty()) name = head == "mlp" ? "f" + layer + ".head" : "a" + layer + ".head" + head;
-  else name = site + layer;
+  const int L = std::atoi(layer.c_str());
+  if (!head.empty())
+    name = head == "mlp" ? PathName::sublayer(Block::Mlp, L).str() : PathName::head_of(L, std::atoi(head.c_str())).str();
+  else
+    name = site + layer;
   if (!head.empty() && (site == "q" || site == "k" || site == "v" || site == "pattern")) name += "." + site;
   if (!pos.empty()) {
     name += "\\n@ pos " + pos;

@@ -140,9 +140,9 @@ int run_demo(const Model& model, const std::string& out_dir) {
   viz::write_sweep(to_keys, fs::path(out_dir) / "senders-to-keys.svg", ho);
   viz::write_sweep(to_logits, fs::path(out_dir) / "senders-to-logits.csv");
   std::vector<viz::WeightedEdge> edges = {
-      {"a" + std::to_string(kl) + ".head" + std::to_string(kh), "a" + std::to_string(sl) + ".head" + std::to_string(sh) + ".k",
+      {PathName::head_of(kl, kh).str(), PathName::head_input(sl, sh, Role::K).str(),
        to_keys.values.at({kl, kh}) - to_keys.clean},
-      {"a" + std::to_string(sl) + ".head" + std::to_string(sh), "logits", to_logits.values.at({sl, sh}) - to_logits.clean}};
+      {PathName::head_of(sl, sh).str(), "logits", to_logits.values.at({sl, sh}) - to_logits.clean}};
   viz::CircuitOptions co;
   co.metric = "increase of the loss on the repeated copy";
   viz::circuit_graph(edges, 0.0f, co).render_file((fs::path(out_dir) / "circuit.svg").string());

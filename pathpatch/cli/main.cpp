@@ -21,7 +21,7 @@ namespace {
 void print_info(const pp::Model& m) {
   std::cout << "model       " << m.dir().string() << "\n" << m.config().summary();
   std::cout << "tokenizer   " << (m.tokenizer() ? "yes" : "none") << "\n\nnodes:\n ";
-  for (const auto& n : m.graph().nodes()) std::cout << " " << n.name;
+  for (const auto& n : m.graph().nodes()) std::cout << " " << n.text();
   std::cout << "\n\nactivations:\n";
   for (const auto& a : m.graph().activations()) std::cout << "  " << a.name << "  [" << a.axes << "]\n";
 }

@@ -29,15 +29,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const int64_t seq = 1 + data[0] % 8;
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  pp::PathRules rules;
-  size_t start = 0;
-  for (int i = 0; i < 4 && start <= text.size(); ++i) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    rules.add(text.substr(start, end - start), i % 2 == 0 ? 1 : 0);
-    start = end + 1;
-  }
   try {
+    pp::PathRules rules;  // patterns are parsed as they are added: RuleError there too
+    size_t start = 0;
+    for (int i = 0; i < 4 && start <= text.size(); ++i) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      rules.add(text.substr(start, end - start), i % 2 == 0 ? 1 : 0);
+      start = end + 1;
+    }
     rules.check_inputs(2);
     pp::CompiledRules compiled(model(), seq, rules);
     if (compiled.states() == 0) __builtin_trap();

@@ -24,7 +24,7 @@ void Cache::set_cost(ExprId id, double flops) {
 }
 
 size_t Cache::KeyHash::operator()(const Key& k) const {
-  uint64_t h = hash_combine(k.id, static_cast<uint64_t>(k.slot));
+  uint64_t h = hash_combine(k.id, (uint64_t(k.slot.kind) << 32) | uint32_t(k.slot.act));
   return static_cast<size_t>(hash_combine(h, static_cast<uint64_t>(k.rows.lo * 1000003 + k.rows.hi)));
 }
 
@@ -35,7 +35,7 @@ std::optional<Tensor> Cache::lookup(const Key& k) {
   return it->second.value;
 }
 
-std::optional<Tensor> Cache::get(ExprId id, int32_t slot, Rows rows, int64_t seq) {
+std::optional<Tensor> Cache::get(ExprId id, Slot slot, Rows rows, int64_t seq) {
   std::optional<Tensor> hit = lookup(Key{id, slot, kAll});
   if (hit && !(rows == kAll) && !(rows.lo == 0 && rows.hi == seq)) hit = slice1(*hit, rows.lo, rows.hi);
   if (!hit && !(rows == kAll)) hit = lookup(Key{id, slot, rows.lo == 0 && rows.hi == seq ? kAll : rows});
@@ -43,9 +43,9 @@ std::optional<Tensor> Cache::get(ExprId id, int32_t slot, Rows rows, int64_t seq
   return hit;
 }
 
-bool Cache::contains(ExprId id, int32_t slot, Rows rows) const { return map_.count(Key{id, slot, rows}) > 0; }
+bool Cache::contains(ExprId id, Slot slot, Rows rows) const { return map_.count(Key{id, slot, rows}) > 0; }
 
-void Cache::put(ExprId id, const Tensor& value, int32_t slot, Rows rows) {
+void Cache::put(ExprId id, const Tensor& value, Slot slot, Rows rows) {
   Key k{id, slot, rows};
   if (map_.count(k)) return;  // entries are immutable: the first value stays
   uint64_t bytes = value.bytes();

@@ -31,6 +31,18 @@ struct CacheRows {
   bool operator==(const CacheRows& o) const { return lo == o.lo && hi == o.hi; }
 };
 
+// Which value of an expression an entry holds: the step's own value, an attention's keys (after
+// RoPE) or values kept for prefixes, or an activation computed inside the step and captured for a
+// replace intervention elsewhere.
+struct CacheSlot {
+  enum Kind : uint8_t { Value, Keys, Values, Captured } kind = Value;
+  ActId act = -1;  // Captured
+  static CacheSlot keys() { return {Keys}; }
+  static CacheSlot values() { return {Values}; }
+  static CacheSlot captured(ActId a) { return {Captured, a}; }
+  bool operator==(const CacheSlot& o) const { return kind == o.kind && act == o.act; }
+};
+
 class Cache {
  public:
   static constexpr uint64_t kDefaultBudget = 4ull << 30;
@@ -39,18 +51,17 @@ class Cache {
   ExprTable& exprs() { return exprs_; }
   const ExprTable& exprs() const { return exprs_; }
 
-  // `slot` 0 is an expression's value; slot a + 1 a captured activation a computed inside it;
-  // kKeys / kValues an attention's keys (after RoPE) and values. A value may be held for all
-  // positions (rows = kAll) or for a window of positions [lo, hi) (axis 1).
-  static constexpr int32_t kKeys = 1 << 30, kValues = (1 << 30) + 1;
+  // A value may be held for all positions (rows = kAll) or for a window of positions [lo, hi)
+  // (axis 1).
   using Rows = CacheRows;
+  using Slot = CacheSlot;
   static constexpr Rows kAll{};
 
   // The value for `rows` of `seq` positions: from an entry for all positions (sliced) or for
   // exactly those rows.
-  std::optional<Tensor> get(ExprId id, int32_t slot = 0, Rows rows = kAll, int64_t seq = 0);
-  void put(ExprId id, const Tensor& value, int32_t slot = 0, Rows rows = kAll);
-  bool contains(ExprId id, int32_t slot = 0, Rows rows = kAll) const;
+  std::optional<Tensor> get(ExprId id, Slot slot = {}, Rows rows = kAll, int64_t seq = 0);
+  void put(ExprId id, const Tensor& value, Slot slot = {}, Rows rows = kAll);
+  bool contains(ExprId id, Slot slot = {}, Rows rows = kAll) const;
   void clear();  // drops values, keeps provenance
 
   uint64_t budget() const { return budget_; }
@@ -73,7 +84,7 @@ class Cache {
  private:
   struct Key {
     ExprId id;
-    int32_t slot;
+    Slot slot;
     Rows rows;
     bool operator==(const Key& o) const { return id == o.id && slot == o.slot && rows == o.rows; }
   };

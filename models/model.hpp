@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/evaluator.hpp"
+#include "graph/backend.hpp"
 #include "graph/graph.hpp"
 #include "graph/tensor.hpp"
 #include "models/config.hpp"

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -87,6 +88,17 @@ void gelu_tanh(float* x, int64_t n) {
   constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
   in_packets(x, n, 0.0f, [&](auto& v) { v = 0.5f * v * (1.0f + (kC * (v + 0.044715f * v.cube())).tanh()); });
 }
+
+void gelu_erf(float* x, int64_t n) {
+  constexpr float kInvSqrt2 = 0.7071067811865476f;
+  in_packets(x, n, 0.0f, [&](auto& v) { v = 0.5f * v * (1.0f + (v * kInvSqrt2).erf()); });
+}
+
+void softcap(float* x, int64_t n, float cap) {
+  in_packets(x, n, 0.0f, [&](auto& v) { v = (v / cap).tanh() * cap; });
+}
+
+void scale(float* x, int64_t n, float by) { ArrayMap(x, n) *= by; }
 
 void silu(float* x, int64_t n) {
   in_packets(x, n, 0.0f, [](auto& v) { v = v / (1.0f + (-v).exp()); });

@@ -38,7 +38,10 @@ void layer_norm(const float* x, int64_t rows, int64_t dim, const float* w, const
 void rms_norm(const float* x, int64_t rows, int64_t dim, const float* w, float eps, float* y);
 
 void gelu_tanh(float* x, int64_t n);                 // GPT-2's gelu_new, in place
+void gelu_erf(float* x, int64_t n);                  // exact GELU: x * Phi(x), in place
 void silu(float* x, int64_t n);                      // x * sigmoid(x), in place
+void softcap(float* x, int64_t n, float cap);        // tanh(x / cap) * cap, in place
+void scale(float* x, int64_t n, float by);           // x * by, in place
 void mul(const float* a, const float* b, int64_t n, float* out);
 void add(const float* a, const float* b, int64_t n, float* out);
 void add_inplace(float* y, const float* x, int64_t n);

@@ -117,9 +117,26 @@ ExprId Tracer::attention_heads(int layer, const std::vector<ExprId>& qkv) {
     if (uint32_t after = iv_.after(n, StepKind::AttnZ))
       z = intern(Expr{StepKind::Patch, n, after, 0, {z}}, StepKind::AttnZ, clean_rows(z));
   } else {
+    refuse_split_kv(n, qkv);
     z = step(StepKind::AttnZHeads, n, qkv);
   }
   return step(StepKind::AttnOut, n, {z});
+}
+
+// Key/value activations count key/value heads: they exist only while the query heads sharing one
+// read the same input.
+void Tracer::refuse_split_kv(NodeId attn, const std::vector<ExprId>& qkv) const {
+  const int H = g_.n_heads(), groups = H / g_.n_kv_heads();
+  bool shared = true;
+  for (int h = 0; h < H; ++h) {
+    const int first = h / groups * groups;
+    shared = shared && qkv[3 * h + 1] == qkv[3 * first + 1] && qkv[3 * h + 2] == qkv[3 * first + 2];
+  }
+  if (shared) return;
+  for (ActId a : g_.activations_of(attn, StepKind::AttnZ))
+    if (g_.activation(a).kv_heads && iv_.any(a))
+      throw PredicateError(g_.activation(a).name + " is per key/value head, but the query heads of one group read "
+                           "different inputs under this split; read or patch hook_q, hook_z or hook_result instead");
 }
 
 ExprId Tracer::mlp(int layer, ExprId x) { return step(StepKind::Mlp, g_.mlp(layer), {x}); }

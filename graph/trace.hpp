@@ -79,6 +79,7 @@ class Tracer {
               bool patch_output = true);
   ExprId intern(Expr e, StepKind stage, int64_t clean);  // hash-conses and records the row fact
   int64_t clean_rows(ExprId e) const;
+  void refuse_split_kv(NodeId attn, const std::vector<ExprId>& qkv) const;
   ExprId value_of(NodeId n, ExprId* residual_in = nullptr);
   ExprId sublayer(NodeId sub);
   int ask_which();

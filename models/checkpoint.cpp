@@ -91,10 +91,10 @@ Checkpoint Checkpoint::random(const ModelConfig& cfg, uint64_t seed) {
     Tensor t = Tensor::uninitialized(spec.shape);
     float* p = t.data_mut();
     float mean = spec.init == TensorSpec::NormWeight ? 1.0f : 0.0f;
-    float std = spec.init == TensorSpec::Embedding  ? 0.25f
-                : spec.init == TensorSpec::Linear   ? 1.0f / std::sqrt(static_cast<float>(spec.fan_in))
-                : spec.init == TensorSpec::NormWeight ? 0.1f
-                                                      : 0.02f;
+    float std = spec.init == TensorSpec::Embedding                                         ? 0.25f
+                : spec.init == TensorSpec::Linear                                          ? 1.0f / std::sqrt(static_cast<float>(spec.fan_in))
+                : spec.init == TensorSpec::NormWeight || spec.init == TensorSpec::NormOffset ? 0.1f
+                                                                                             : 0.02f;
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = mean + std * normal(rng);
     tensors[spec.name] = std::move(t);
   }

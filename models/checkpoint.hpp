@@ -9,21 +9,9 @@
 
 #include "graph/tensor.hpp"
 #include "models/safetensors.hpp"
+#include "models/weights.hpp"
 
 namespace pathpatch {
-
-struct ModelConfig;
-
-// One tensor of a checkpoint's Hugging Face layout, and how to draw it at random.
-struct TensorSpec {
-  enum Init { Embedding, Linear, NormWeight, Bias };
-  std::string name;
-  Shape shape;
-  Init init;
-  int64_t fan_in = 1;
-};
-// Every tensor a model of this config reads, under its Hugging Face name.
-std::vector<TensorSpec> checkpoint_layout(const ModelConfig& cfg);
 
 class Checkpoint {
  public:

@@ -1,6 +1,7 @@
 #pragma once
-// A loaded GPT-2 or Llama model: config, weights (F32 in memory), its graph of named nodes, and
-// the forward computation, one function per step (the evaluator in graph/ drives them).
+// A loaded model of any family: its config, its weights (F32 in memory), its graph of named nodes,
+// and the forward computation, one function per kind of step (the evaluator in graph/ drives
+// them). The forward reads only the config's options: no step asks which family it computes.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -11,39 +12,18 @@
 #include "graph/graph.hpp"
 #include "graph/tensor.hpp"
 #include "models/config.hpp"
+#include "models/weights.hpp"
 
 namespace pathpatch {
 
 class Checkpoint;
 class Tokenizer;
 
-// y = x W + b, with W as the checkpoint stores it: [in, out] (GPT-2's Conv1D) or [out, in]
-// (nn.Linear, Llama). `col_offset` selects a block of columns of a fused matrix (GPT-2's c_attn).
-struct Linear {
-  Tensor w;
-  Tensor b;  // [out] or undefined
-  bool out_in = false;
-  int64_t in = 0, out = 0, col_offset = 0;
-
-  // y[:, 0:cols] = x[:, 0:nin] W[in0:in0+nin, col0:col0+cols] (+ bias). Strides in floats.
-  void apply(const float* x, int64_t ldx, int64_t rows, float* y, int64_t ldy, int64_t col0, int64_t cols,
-             bool bias = true, int64_t in0 = 0, int64_t nin = -1) const;
-};
-
-struct LayerWeights {
-  Tensor ln1_w, ln1_b;  // ln*_b undefined for RMSNorm
-  Linear q, k, v, o;
-  Tensor ln2_w, ln2_b;
-  Linear mlp_in;   // GPT-2 c_fc, Llama gate_proj
-  Linear mlp_up;   // Llama up_proj
-  Linear mlp_out;  // GPT-2 c_proj, Llama down_proj
-};
-
-// Activation ids of one layer, so the forward never looks names up.
+// Activation ids of one layer, so the forward never looks names up (-1: the model has none).
 struct LayerActs {
   ActId resid_pre = -1, ln1 = -1, q = -1, k = -1, v = -1, rot_q = -1, rot_k = -1, scores = -1, pattern = -1,
-        z = -1, result = -1, attn_out = -1, resid_mid = -1, ln2 = -1, pre = -1, pre_linear = -1, post = -1,
-        mlp_out = -1, resid_post = -1;
+        z = -1, result = -1, ln1_post = -1, attn_out = -1, resid_mid = -1, ln2 = -1, pre = -1, pre_linear = -1,
+        post = -1, ln2_post = -1, mlp_out = -1, resid_post = -1;
 };
 
 struct ModelActs {
@@ -51,7 +31,7 @@ struct ModelActs {
   std::vector<LayerActs> layers;
 };
 
-// The graph of named nodes and activations for a config (models/names.cpp).
+// The graph of named nodes and TransformerLens activations for a config (models/activations.cpp).
 Graph build_graph(const ModelConfig& cfg, ModelActs* acts);
 
 class Model final : public Backend {
@@ -81,23 +61,25 @@ class Model final : public Backend {
   Tensor attention_out(int layer, const Tensor& z, ComputeContext& ctx) const override;
   Tensor mlp(int layer, const Tensor& x, ComputeContext& ctx) const override;
   Tensor final_norm(const Tensor& x, ComputeContext& ctx) const override;
-  Tensor unembed(const Tensor& h) const override;
+  Tensor unembed(const Tensor& h) const override;  // logits, soft-capped where the family caps them
 
-  const LayerWeights& layer(int L) const { return layers_.at(L); }
-  const Tensor& unembedding() const { return unembed_; }  // [V, D]
+  // logit(answer) - logit(wrong) for one row of final hidden states [D], without the full logits.
+  double logit_difference(const float* hidden, int32_t answer, int32_t wrong) const;
+
+  const LayerWeights& layer(int L) const { return w_.layers.at(L); }
+  const Tensor& unembedding() const { return w_.unembed; }  // [V, D]
 
  private:
-  Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b, ComputeContext& ctx) const;
-  Tensor rope(const Tensor& x, const Batch& layout, int64_t first_pos) const;
+  Tensor norm(const Tensor& x, const NormWeights& w, ComputeContext& ctx) const;
+  void activate(Tensor& x) const;  // the MLP's nonlinearity, in place
 
   ModelConfig cfg_;
   std::filesystem::path dir_;
   uint64_t id_;
+  ModelWeights w_;
   Graph graph_;
   ModelActs acts_;
-  Tensor wte_, wpe_, lnf_w_, lnf_b_, unembed_;
-  std::vector<LayerWeights> layers_;
-  std::vector<double> inv_freq_;  // RoPE
+  std::vector<double> rope_freq_;
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 

@@ -133,14 +133,9 @@ std::vector<float> Scorer::raw(const Tensor& hidden, int64_t first) const {
   std::vector<float> out(B, 0.0f);
   if (metric_.kind == MetricKind::LogitDiff || metric_.kind == MetricKind::NormalizedLogitDiff) {
     // Two columns of the unembedding per row: no full logits.
-    const Tensor& W = model_.unembedding();
     for (int64_t b = 0; b < B; ++b)
       for (int p : local) {
-        const float* h = hidden.data() + (b * T + p) * D;
-        const float* wa = W.data() + int64_t(metric_.answer[b]) * D;
-        const float* ww = W.data() + int64_t(metric_.wrong[b]) * D;
-        double d = 0;
-        for (int64_t i = 0; i < D; ++i) d += static_cast<double>(h[i]) * (wa[i] - ww[i]);
+        const double d = model_.logit_difference(hidden.data() + (b * T + p) * D, metric_.answer[b], metric_.wrong[b]);
         out[b] += static_cast<float>(d) / P;
       }
     return out;

@@ -6,11 +6,11 @@ namespace pp = pathpatch;
 
 TEST_CASE("GPT-2 and Llama configs parse", "[config]") {
   auto g = pp::ModelConfig::load(pptest::golden("gpt2") / "config.json");
-  CHECK(g.family == pp::Family::Gpt2);
+  CHECK(std::string(g.family_name()) == "gpt2");
   CHECK(g.d_mlp == 256);  // n_inner null -> 4 * n_embd
   CHECK(g.d_head == 16);
   auto l = pp::ModelConfig::load(pptest::golden("llama-gqa") / "config.json");
-  CHECK(l.family == pp::Family::Llama);
+  CHECK(std::string(l.family_name()) == "llama");
   CHECK(l.n_kv_heads == 2);
   CHECK_FALSE(l.tie_embeddings);
 }
@@ -54,10 +54,15 @@ TEST_CASE("configs the forwards cannot honour are refused naming the key", "[con
   CHECK(msg("", false) == "(no error)");
   CHECK(msg("", true) == "(no error)");
   CHECK_THAT(msg(R"(, "activation_function": "relu")", false), Catch::Contains("activation_function 'relu'"));
-  CHECK_THAT(msg(R"(, "hidden_act": "gelu")", true), Catch::Contains("hidden_act 'gelu' is not supported"));
-  CHECK_THAT(msg(R"(, "attention_bias": true)", true), Catch::Contains("attention_bias"));
+  CHECK_THAT(msg(R"(, "hidden_act": "relu")", true), Catch::Contains("hidden_act 'relu' is not supported"));
+  CHECK(msg(R"(, "attention_bias": true, "mlp_bias": true, "hidden_act": "gelu")", true) == "(no error)");
   CHECK_THAT(msg(R"(, "rope_theta": 0)", true), Catch::Contains("rope_theta must be positive"));
   CHECK_THAT(msg(R"(, "rms_norm_eps": -1)", true), Catch::Contains("epsilon must be positive"));
-  CHECK_THAT(msg(R"(, "rope_scaling": {"type": "linear", "factor": 2})", true), Catch::Contains("rope_scaling"));
+  CHECK(msg(R"(, "rope_scaling": {"type": "linear", "factor": 2})", true) == "(no error)");
+  CHECK_THAT(msg(R"(, "rope_scaling": {"type": "dynamic", "factor": 2})", true),
+             Catch::Contains("rope_scaling") && Catch::Contains("not supported"));
+  CHECK_THAT(msg(R"(, "rope_scaling": {"rope_type": "linear"})", true), Catch::Contains("'factor'"));
+  CHECK_THAT(msg(R"(, "scale_attn_by_inverse_layer_idx": true)", false),
+             Catch::Contains("'scale_attn_by_inverse_layer_idx' is not supported"));
   CHECK_THAT(msg(R"(, "head_dim": 3)", true), Catch::Contains("must be even for rotary embeddings"));
 }

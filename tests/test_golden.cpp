@@ -53,8 +53,9 @@ void compare_case(const std::string& model_name, const std::string& case_name) {
 }  // namespace
 
 TEST_CASE("every activation matches the PyTorch reference", "[golden]") {
-  for (const char* name : {"gpt2", "gpt2-prefixed", "gpt2-f16", "gpt2-bf16", "gpt2-attn-only", "llama-gqa",
-                           "llama-gqa-bf16", "llama-tied"})
+  for (const char* name : {"gpt2", "gpt2-prefixed", "gpt2-f16", "gpt2-bf16", "gpt2-attn-only", "gpt2-untied",
+                           "llama-gqa", "llama-gqa-bf16", "llama-tied", "llama3", "llama-linear", "mistral", "qwen2",
+                           "gemma2", "pythia", "neox-sequential", "gpt-neo"})
     for (const char* c : {"single", "batch"}) compare_case(name, c);
 }
 

@@ -34,7 +34,7 @@ void report(const char* what, const std::string& model, float worst) {
   std::printf("patching golden %-10s %-28s worst |diff| %.2e\n", model.c_str(), what, worst);
 }
 
-const char* const kModels[] = {"gpt2", "llama-gqa"};
+const char* const kModels[] = {"gpt2", "llama-gqa", "llama3", "mistral", "qwen2", "gemma2", "pythia", "neox-sequential", "gpt-neo"};
 
 pp::Split edges_at(const pp::Path& p, std::initializer_list<const char*> names) {
   for (const char* n : names)

@@ -66,15 +66,10 @@ pp::Result plain_run(const pp::Model& m) {
 
 // A GPT-2 shaped random model, small enough to run in a test.
 pp::Model random_model(int layers, int heads = 12, uint64_t seed = 7) {
-  pp::ModelConfig cfg;
-  cfg.family = pp::Family::Gpt2;
-  cfg.n_layers = layers;
-  cfg.n_heads = cfg.n_kv_heads = heads;
-  cfg.d_head = 4;
-  cfg.d_model = heads * cfg.d_head;
-  cfg.d_mlp = 4 * cfg.d_model;
-  cfg.vocab_size = 50;
-  cfg.n_ctx = 16;
+  const pp::ModelConfig cfg = pp::ModelConfig::parse(
+      R"({"model_type": "gpt2", "n_layer": )" + std::to_string(layers) + R"(, "n_head": )" + std::to_string(heads) +
+          R"(, "n_embd": )" + std::to_string(4 * heads) + R"(, "vocab_size": 50, "n_positions": 16})",
+      "random_model");
   return pp::Model(cfg, pp::Checkpoint::random(cfg, seed));
 }
 

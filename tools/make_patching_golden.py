@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Write tests/golden/<model>/patching.safetensors for gpt2 and llama-gqa
-(independent PyTorch float64 reference for activation / path patching and for
+"""Write tests/golden/<model>/patching.safetensors for gpt2, llama-gqa, pythia,
+neox-sequential, gpt-neo, qwen2, mistral, gemma2 and llama3 (independent
+PyTorch float64 reference for activation / path patching and for
 nano-path-patching style predicate scenarios).
 
 Rerun with (from anywhere; paths are resolved relative to this file):
@@ -8,18 +9,21 @@ Rerun with (from anywhere; paths are resolved relative to this file):
     /usr/bin/python3 tools/make_patching_golden.py
 
 Run it AFTER tools/make_golden.py: it reads the checkpoints that script wrote
-(tests/golden/gpt2, tests/golden/llama-gqa) back from disk, and make_golden.py
-recreates those folders from scratch, which deletes patching.safetensors.
+(tests/golden/<model>) back from disk, and make_golden.py recreates those
+folders from scratch, which deletes patching.safetensors.
 Needs only numpy and torch (Debian python3-torch, CPU). There is no
 randomness; everything is computed in float64 on one thread and saved as F32,
 so a second run gives byte-identical files (the script prints their sha256).
 
-Only the low-level helpers (checkpoint loader, LayerNorm/RMSNorm, gelu_new,
-masked softmax attention, RoPE, position ids) are imported from make_golden.py;
-the model here is rebuilt per head so that every head's q, k and v can read
-its own residual input. Its plain forward is checked against make_golden.py's
-forward. The exact semantics of every tensor are in tests/golden/README.md
-("Patching cases"); the self-checks are listed there too.
+Only the low-level pieces (checkpoint loader, position ids, masked softmax
+attention, and make_golden.Arch: norms, per-head projections, RoPE, output
+projection, MLP, unembedding of every family) are imported from
+make_golden.py; the model here is rebuilt per head so that every head's q, k
+and v can read its own residual input. Its plain forward is checked against
+make_golden.py's forward. GPT-NeoX's parallel residual (the MLP of block L
+reads the residual entering the block) changes the path rules of the MLP;
+see the Evaluator. The exact semantics of every tensor are in
+tests/golden/README.md ("Patching cases"); the self-checks are listed there too.
 """
 
 import os
@@ -41,7 +45,7 @@ from safetensors_io import write_safetensors  # noqa: E402
 torch.set_num_threads(1)
 F64 = torch.float64
 GOLDEN = mg.GOLDEN
-MODELS = ("gpt2", "llama-gqa")
+MODELS = ("gpt2", "llama-gqa", "pythia", "neox-sequential", "gpt-neo", "qwen2", "mistral", "gemma2", "llama3")
 
 IDS_CLEAN = [[3, 14, 15, 92, 65, 35, 89], [0, 7, 1, 2, 3, 4, 5]]
 IDS_CORRUPT = [[3, 14, 15, 92, 11, 35, 89], [0, 7, 1, 2, 9, 4, 5]]
@@ -54,56 +58,34 @@ MASK = [[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1]]
 
 
 class Model:
+    """Per-head model built from make_golden.Arch's pieces (norms, projections, RoPE, attention options,
+    output projection, MLP, unembedding), so that every head's q, k and v can read its own residual."""
+
     def __init__(self, cfg, w, mask):
         self.cfg, self.w = cfg, w
-        self.gpt2 = cfg["model_type"] == "gpt2"
-        if self.gpt2:
-            self.D, self.H, self.G = cfg["n_embd"], cfg["n_head"], cfg["n_head"]
-            self.n_layers = cfg["n_layer"]
-            self.eps = cfg["layer_norm_epsilon"]
-            assert not cfg.get("attn_only", False)
-        else:
-            self.D, self.H = cfg["hidden_size"], cfg["num_attention_heads"]
-            self.G = cfg["num_key_value_heads"]
-            self.n_layers = cfg["num_hidden_layers"]
-            self.eps, self.theta = cfg["rms_norm_eps"], cfg["rope_theta"]
-        self.E = self.D // self.H
+        self.A = A = mg.Arch(cfg, w)
+        self.D, self.H, self.G, self.E = A.D, A.H, A.G, A.E
+        self.n_layers = A.n_layers
+        self.parallel = A.parallel
         self.mask = mask
         self.pos = mg.position_ids_from_mask(mask)
 
     # --- pieces -----------------------------------------------------------
     def embed(self, ids):
-        if self.gpt2:
-            return self.w["wte.weight"][ids] + self.w["wpe.weight"][self.pos]
-        return self.w["model.embed_tokens.weight"][ids]
-
-    def _norm(self, x, which, L=None):
-        w = self.w
-        if self.gpt2:
-            p = "ln_f." if which == "f" else "h.%d.ln_%d." % (L, which)
-            return mg.layer_norm(x, w[p + "weight"], w[p + "bias"], self.eps)
-        if which == "f":
-            key = "model.norm.weight"
-        else:
-            key = "model.layers.%d.%s.weight" % (L, "input_layernorm" if which == 1 else "post_attention_layernorm")
-        return mg.rms_norm(x, w[key], self.eps)
+        return self.A.resid0(ids, self.pos)
 
     def _proj(self, L, part, h, x):
         """Head h's q (part 0), k (1) or v (2) from residual input x [B,T,D] -> [B,T,E].
 
-        Norm first, then the projection restricted to that head's columns; for
-        Llama, k/v of query head h use kv head h // (H/G), and q/k get RoPE."""
-        E, D = self.E, self.D
-        xn = self._norm(x, 1, L)
-        if self.gpt2:
-            p = "h.%d.attn.c_attn." % L
-            c = part * D + h * E
-            return xn @ self.w[p + "weight"][:, c : c + E] + self.w[p + "bias"][c : c + E]
+        Norm first, then the projection restricted to that head's rows / columns (bias
+        included); k/v of query head h use kv head h // (H/G); q and k get RoPE (partial
+        for NeoX)."""
+        A = self.A
+        xn = A.norm(x, "ln1", L)
         g = h if part == 0 else h // (self.H // self.G)
-        name = ("q_proj", "k_proj", "v_proj")[part]
-        out = xn @ self.w["model.layers.%d.self_attn.%s.weight" % (L, name)][g * E : (g + 1) * E, :].T
-        if part < 2:
-            out = mg.rope(out.unsqueeze(2), self.pos, self.theta).squeeze(2)
+        out = A.proj_head(L, part, g, xn)
+        if part < 2 and A.rotary:
+            out = A.rope(out.unsqueeze(2), self.pos).squeeze(2)
         return out
 
     def z(self, L, xq, xk, xv):
@@ -111,51 +93,38 @@ class Model:
         q = torch.stack([self._proj(L, 0, h, xq[h]) for h in range(self.H)], 2)
         k = torch.stack([self._proj(L, 1, h, xk[h]) for h in range(self.H)], 2)
         v = torch.stack([self._proj(L, 2, h, xv[h]) for h in range(self.H)], 2)
-        return mg.attention(q, k, v, self.mask)[2]
+        return mg.attention(q, k, v, self.mask, **self.A.attn_kwargs(L))[2]
 
     def result(self, L, z):
         """Per-head output z_h @ W_O[h] -> [B,T,H,D] (no bias)."""
-        D, H, E = self.D, self.H, self.E
-        if self.gpt2:
-            return torch.einsum("bthe,hed->bthd", z, self.w["h.%d.attn.c_proj.weight" % L].view(H, E, D))
-        return torch.einsum("bthe,dhe->bthd", z, self.w["model.layers.%d.self_attn.o_proj.weight" % L].view(D, H, E))
+        return self.A.result(L, z)
 
     def attn_out(self, L, z):
-        out = self.result(L, z).sum(2)
-        if self.gpt2:
-            out = out + self.w["h.%d.attn.c_proj.bias" % L]
-        return out
+        """Sum of the heads + output bias (Gemma-2: then post_attention_layernorm)."""
+        return self.A.attn_out(L, z)
 
     def attn(self, L, x):
         xs = [x] * self.H
         return self.attn_out(L, self.z(L, xs, xs, xs))
 
     def mlp(self, L, x):
-        w = self.w
-        xn = self._norm(x, 2, L)
-        if self.gpt2:
-            p = "h.%d.mlp." % L
-            post = mg.gelu_new(xn @ w[p + "c_fc.weight"] + w[p + "c_fc.bias"])
-            return post @ w[p + "c_proj.weight"] + w[p + "c_proj.bias"]
-        p = "model.layers.%d.mlp." % L
-        pre = xn @ w[p + "gate_proj.weight"].T
-        post = pre * torch.sigmoid(pre) * (xn @ w[p + "up_proj.weight"].T)
-        return post @ w[p + "down_proj.weight"].T
+        """MLP sub-layer (norm included; Gemma-2 post-feedforward norm included) from residual x."""
+        return self.A.mlp(L, x)
 
     def ln_final(self, x):
-        return self._norm(x, "f")
+        return self.A.norm(x, "final")
 
     def unembed(self, xf):
-        w = self.w
-        if self.gpt2:
-            return xf @ w["wte.weight"].T
-        head = w["model.embed_tokens.weight"] if self.cfg.get("tie_word_embeddings", False) else w["lm_head.weight"]
-        return xf @ head.T
+        """Unembedding (Gemma-2: then the final logit soft-cap)."""
+        return self.A.unembed(xf)
 
     # --- plain forward with an optional z override --------------------------
     def run(self, ids, z_patch=None):
-        """z_patch: optional (layer, head, z_value [B,T,H,E]) replacing head's z."""
-        acts = {"resid_pre": [], "z": [], "attn_out": [], "resid_mid": [], "mlp_out": [], "resid_post": []}
+        """z_patch: optional (layer, head, z_value [B,T,H,E]) replacing head's z.
+
+        "a_val" is the value of node aL (resid_pre + attn_out; the hook_resid_mid
+        of a sequential block).  In a parallel block the MLP reads resid_pre."""
+        acts = {"resid_pre": [], "z": [], "attn_out": [], "a_val": [], "mlp_out": [], "resid_post": []}
         x = self.embed(ids)
         for L in range(self.n_layers):
             acts["resid_pre"].append(x)
@@ -167,11 +136,13 @@ class Model:
             acts["z"].append(z)
             a = self.attn_out(L, z)
             acts["attn_out"].append(a)
-            x = x + a
-            acts["resid_mid"].append(x)
-            m = self.mlp(L, x)
+            m = self.mlp(L, x) if self.parallel else None
+            x_mid = x + a
+            acts["a_val"].append(x_mid)
+            if m is None:
+                m = self.mlp(L, x_mid)
             acts["mlp_out"].append(m)
-            x = x + m
+            x = x_mid + m
             acts["resid_post"].append(x)
         acts["hidden"] = self.ln_final(x)
         acts["logits"] = self.unembed(acts["hidden"])
@@ -187,7 +158,13 @@ class Evaluator:
     """value(node, path) as described in tests/golden/README.md.
 
     branch(path) -> None | "edges" | "positions"; which(path) -> input index
-    (0 clean, 1 corrupt), asked only at "emb"."""
+    (0 clean, 1 corrupt), asked only at "emb".
+
+    Parallel residual (GPT-NeoX use_parallel_residual): the graph is the same,
+    but the MLP sub-layer of fL reads the residual that enters the block (the
+    node before aL), not aL.  fL split: the residual edge continues at aL, the
+    MLP edge at the node before aL.  fL not split: aL is evaluated on the path
+    and the MLP reads the very value aL's residual edge read."""
 
     def __init__(self, model, embs, branch, which):
         self.m, self.embs, self.branch, self.which = model, embs, branch, which
@@ -199,6 +176,12 @@ class Evaluator:
             return "emb" if L == 0 else "f%d" % (L - 1)
         return "a%d" % L
 
+    def sub_input_node(self, node):
+        """The node whose value the sub-layer of `node` reads (parallel MLP: the node before aL)."""
+        if node[0] == "f" and self.m.parallel:
+            return self.prev("a" + node[1:])
+        return self.prev(node)
+
     def hidden(self):
         path = ["ln_final"]
         return self.m.ln_final(self.value("f%d" % (self.m.n_layers - 1), path))
@@ -208,15 +191,22 @@ class Evaluator:
             k = self.which(path + ["emb"])
             assert k in (0, 1), k
             return self.embs[k]
+        return self._value(node, path)[0]
+
+    def _value(self, node, path):
+        """-> (value of node, the value its residual edge read)."""
         pp = path + [node]
         s = self.branch(pp)
         prev = self.prev(node)
         if s is None:
+            if node[0] == "f" and self.m.parallel:
+                a_val, r = self._value(prev, pp)  # aL on the path; the MLP reads what aL's residual read
+                return a_val + self.m.mlp(int(node[1:]), r), a_val
             r = self.value(prev, pp)
-            return r + self.plain_sub(node, r)
+            return r + self.plain_sub(node, r), r
         if s == "edges":
             r = self.value(prev, path)  # the residual edge's path does not include node
-            return r + self.sub(node, pp)
+            return r + self.sub(node, pp), r
         raise ValueError("unsupported branch %r at %r" % (s, pp))
 
     def plain_sub(self, node, x):
@@ -231,7 +221,7 @@ class Evaluator:
         L = int(node[1:])
         p = pp + [node + ".head"]
         s = self.branch(p)
-        prev = self.prev(node)
+        prev = self.sub_input_node(node)
         if s is None:
             return self.plain_sub(node, self.value(prev, p))
         if s == "positions":
@@ -323,10 +313,18 @@ def make_model_file(name):
             # (3) MLPs on the path recomputed, later attention frozen
             x = clean["resid_pre"][L] + patched
             mlp_x[L, h] = x
-            x = x + m.mlp(L, x)
+            if m.parallel:
+                x = x + clean["mlp_out"][L]  # the sender's own MLP reads resid_pre(L), not aL: it stays clean
+            else:
+                x = x + m.mlp(L, x)
             for k in range(L + 1, NL):
-                x = x + clean["attn_out"][k]
-                x = x + m.mlp(k, x)
+                if m.parallel:
+                    mo = m.mlp(k, x)  # reads resid_pre(k), which carries the patched attention
+                    x = x + clean["attn_out"][k]
+                    x = x + mo
+                else:
+                    x = x + clean["attn_out"][k]
+                    x = x + m.mlp(k, x)
             mlp_hid[L, h] = x
             rc.append(m.unembed(m.ln_final(x)))
         act_z.append(torch.stack(ra))
@@ -340,8 +338,12 @@ def make_model_file(name):
     assert d23 > 1e-3, d23
     w_mlp = 0.0
     for h in range(H):
-        # last layer: (3) - (2) == MLP_last(patched resid_mid) - clean mlp_out_last (exactly, up to rounding)
-        expect = m.mlp(last, mlp_x[last, h]) - clean["mlp_out"][last]
+        # last layer: (3) - (2) == MLP_last(patched resid_mid) - clean mlp_out_last (exactly, up to rounding);
+        # parallel residual: the last MLP does not read the patched attention, so (3) == (2).
+        if m.parallel:
+            expect = torch.zeros_like(clean["mlp_out"][last])
+        else:
+            expect = m.mlp(last, mlp_x[last, h]) - clean["mlp_out"][last]
         w_mlp = max(w_mlp, maxdiff(mlp_hid[last, h] - direct_hid[last, h], expect))
     assert w_mlp < 1e-12, w_mlp
     d_act_last = maxdiff(act_z[last], via_mlp[last])  # nothing but MLP_last downstream of the last layer
@@ -366,30 +368,35 @@ def make_model_file(name):
     print("  S1 branch, which==0 vs clean %.1e, which==1 vs corrupt %.1e; S6 branch, which==0 vs clean %.1e"
           % (e0, e1, e6))
 
-    # Closed forms of each scenario, built from the plain pieces.
+    # Closed forms of each scenario, built from the plain pieces.  fin(L, a, r): the block output from aL's
+    # value a and the residual r that entered the block (the MLP reads a, or r under the parallel residual).
     C, X = clean, corrupt
+
+    def fin(L, a, r):
+        return a + m.mlp(L, r if m.parallel else a)
+
     a1 = C["resid_pre"][1] + m.attn(1, X["resid_pre"][1])
-    closed = {1: a1 + m.mlp(1, a1)}
+    closed = {1: fin(1, a1, C["resid_pre"][1])}
     xs = [C["resid_pre"][1]] * H
     xs_h2 = list(xs)
     xs_h2[2] = X["resid_pre"][1]
     a1 = C["resid_pre"][1] + m.attn_out(1, m.z(1, xs_h2, xs_h2, xs_h2))
-    closed[2] = a1 + m.mlp(1, a1)
+    closed[2] = fin(1, a1, C["resid_pre"][1])
     xkv = list(xs)
     xkv[1] = X["resid_pre"][1]
     a1 = C["resid_pre"][1] + m.attn_out(1, m.z(1, xs, xkv, xkv))
-    closed[3] = a1 + m.mlp(1, a1)
-    mo = C["mlp_out"][0].clone()
+    closed[3] = fin(1, a1, C["resid_pre"][1])
+    mo = C["mlp_out"][0].clone()  # the MLP is position-wise: row 4 of its input corrupt = row 4 of its output
     mo[:, 4] = X["mlp_out"][0][:, 4]
-    f0 = C["resid_mid"][0] + mo
+    f0 = C["a_val"][0] + mo
     a1 = f0 + m.attn(1, f0)
-    closed[4] = a1 + m.mlp(1, a1)
+    closed[4] = fin(1, a1, f0)
     xin = X["resid_pre"][1].clone()
     xin[:, 6] = C["resid_pre"][1][:, 6]
     a1 = X["resid_pre"][1] + m.attn(1, xin)
-    closed[5] = a1 + m.mlp(1, a1)
+    closed[5] = fin(1, a1, X["resid_pre"][1])
     a0 = embs[0] + m.attn(0, embs[1])
-    f0 = a0 + m.mlp(0, a0)
+    f0 = fin(0, a0, embs[0])
     closed[6] = f0 + m.attn(1, f0) + C["mlp_out"][1]
 
     out = OrderedDict()

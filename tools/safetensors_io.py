@@ -12,8 +12,8 @@ at an 8-byte aligned file offset, writes tensors contiguously in the order of
 the given dict, and emits compact JSON, so the output is byte-for-byte
 deterministic.
 
-Supported dtypes: F32, F16, BF16 (float tensors), F64, I64, I32 (read and
-written as themselves).
+Supported dtypes: F32, F16, BF16 (float tensors), F64, I64, I32 and BOOL
+(one byte per element, 0 or 1; read and written as themselves).
 """
 
 import json
@@ -58,6 +58,8 @@ def _encode(t, dtype):
         return "I64", t.numpy().astype("<i8").tobytes()
     if t.dtype == torch.int32:
         return "I32", t.numpy().astype("<i4").tobytes()
+    if t.dtype == torch.bool:
+        return "BOOL", t.numpy().astype(np.uint8).tobytes()
     raise ValueError("unsupported tensor dtype %s" % (t.dtype,))
 
 
@@ -65,7 +67,7 @@ def write_safetensors(path, tensors, dtype="F32", metadata=None, dtype_overrides
     """Write an ordered dict name -> torch.Tensor to `path`.
 
     Float tensors are stored as `dtype` ("F32", "F16" or "BF16"; "F64" also
-    accepted); int64/int32 tensors are stored as I64/I32.  `dtype_overrides`
+    accepted); int64/int32/bool tensors are stored as I64/I32/BOOL.  `dtype_overrides`
     (optional dict name -> dtype) gives individual float tensors another
     storage dtype.  The order of the dict is kept in the header and in the
     data block.  `metadata` is an optional dict of str -> str stored as
@@ -105,14 +107,14 @@ def read_header(path):
     return header, meta, 8 + n
 
 
-_NP = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4", "BF16": "<u2"}
+_NP = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4", "BF16": "<u2", "BOOL": "|u1"}
 
 
 def read_safetensors(path, with_metadata=False):
     """Read a safetensors file into an OrderedDict name -> torch.Tensor.
 
     F32/F16/F64/I64/I32 come back as torch.float32/float16/float64/int64/int32,
-    BF16 as torch.bfloat16 (bit-exact).  With with_metadata=True returns
+    BF16 as torch.bfloat16 (bit-exact), BOOL as torch.bool.  With with_metadata=True returns
     (tensors, metadata).
     """
     header, meta, start = read_header(path)
@@ -128,6 +130,10 @@ def read_safetensors(path, with_metadata=False):
         a = np.frombuffer(data[b:e], dtype=_NP[dt]).reshape(info["shape"]).copy()
         if dt == "BF16":
             t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+        elif dt == "BOOL":
+            if not ((a == 0) | (a == 1)).all():
+                raise ValueError("%s: BOOL bytes must be 0 or 1" % name)
+            t = torch.from_numpy(a.astype(np.bool_))
         else:
             t = torch.from_numpy(a.astype(a.dtype.newbyteorder("=")))
         out[name] = t

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   pp::Tensor plain = pp::forward(model, clean).logits;
   float worst = 0;
   for (int64_t i = 0; i < plain.numel(); ++i) worst = std::fmax(worst, std::fabs(plain.data()[i] - r.logits.data()[i]));
-  std::printf("consumer: %s, %lld logits, max |run - forward| = %g\n", pp::family_name(model.config().family),
+  std::printf("consumer: %s, %lld logits, max |run - forward| = %g\n", model.config().family_name(),
               static_cast<long long>(plain.numel()), worst);
   return worst == 0 ? 0 : 1;
 }

@@ -394,23 +394,8 @@ void Evaluator::record_output_probes(ExprId id, const Expr& e, const Tensor& v) 
 }
 
 void Evaluator::record_probes(ExprId root) {
-  // Every step under root, dependencies first, so that records come in the order of the forward.
-  std::vector<ExprId> order;
-  std::unordered_set<ExprId> seen;
-  std::vector<std::pair<ExprId, bool>> stack{{root, false}};
-  while (!stack.empty()) {
-    auto [e, expanded] = stack.back();
-    stack.pop_back();
-    if (expanded) {
-      order.push_back(e);
-      continue;
-    }
-    if (!seen.insert(e).second) continue;
-    stack.push_back({e, true});
-    for (ExprId a : exprs_.get(e).args) stack.push_back({a, false});
-  }
-  std::vector<ExprId> todo;
-  for (ExprId e : order)
+  std::vector<ExprId> todo;  // in forward order, so that records come in it
+  for (ExprId e : exprs_.reachable(root))
     if (!visited_.count(e) && has_probes(exprs_.get(e))) todo.push_back(e);
   if (!todo.empty()) values(todo, {0, seq_});
 }

@@ -32,14 +32,6 @@
 
 namespace pathpatch {
 
-struct ProbeRecord {
-  std::string label;       // the probe's label (its activation's name as given, unless set)
-  std::string activation;  // the full TransformerLens name
-  ActId act;
-  ExprId expr;             // the step that computed this instance
-  Tensor value;
-};
-
 struct EvalStats {
   uint64_t computed = 0;     // steps computed
   uint64_t cache_hits = 0;   // steps served by the memo cache

@@ -52,6 +52,15 @@ struct BoundIntervention {
   uint64_t key() const;        // identifies the computation (probes have no effect on it)
 };
 
+// What a probe recorded: one computed instance of a probed activation.
+struct ProbeRecord {
+  std::string label;       // the probe's label (its activation's name as given, unless set)
+  std::string activation;  // the full TransformerLens name
+  ActId act;
+  ExprId expr;             // the step that computed this instance
+  Tensor value;
+};
+
 // Applies one intervention to `x` (the activation's value, writable) given its axis layout;
 // `source` is the replacing value for Replace (shaped like x). `x` may hold positions
 // [pos_offset, pos_offset + n) of the activation; selected positions outside are skipped.

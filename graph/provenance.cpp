@@ -1,5 +1,7 @@
 #include "graph/provenance.hpp"
 
+#include <unordered_set>
+
 #include "graph/error.hpp"
 
 namespace pathpatch {
@@ -32,6 +34,24 @@ ExprId ExprTable::intern(Expr e) {
   exprs_.push_back(e);
   index_.emplace(std::move(e), id);
   return id;
+}
+
+std::vector<ExprId> ExprTable::reachable(ExprId root) const {
+  std::vector<ExprId> order;
+  std::unordered_set<ExprId> seen;
+  std::vector<std::pair<ExprId, bool>> stack{{root, false}};
+  while (!stack.empty()) {
+    auto [e, expanded] = stack.back();
+    stack.pop_back();
+    if (expanded) {
+      order.push_back(e);
+      continue;
+    }
+    if (!seen.insert(e).second) continue;
+    stack.push_back({e, true});
+    for (ExprId a : get(e).args) stack.push_back({a, false});
+  }
+  return order;
 }
 
 uint32_t ExprTable::intern_list(std::vector<BoundIntervention> list) {

@@ -43,6 +43,8 @@ class ExprTable {
   ExprId intern(Expr e);  // the existing id for an equal expression, else a new one
   const Expr& get(ExprId id) const { return exprs_.at(id); }
   size_t size() const { return exprs_.size(); }
+  // The steps `root` computes from (arguments, recursively) and itself, each after what it reads.
+  std::vector<ExprId> reachable(ExprId root) const;
 
   uint32_t intern_list(std::vector<BoundIntervention> list);  // 0 for an empty list
   const std::vector<BoundIntervention>& list(uint32_t id) const { return lists_.at(id); }

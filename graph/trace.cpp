@@ -47,14 +47,8 @@ Tracer::Tracer(const Graph& g, ExprTable& exprs, std::vector<uint64_t> input_key
                const InterventionIndex& interventions, const PathAlphabet* names)
     : g_(g), names_(names), exprs_(exprs), inputs_(std::move(input_keys)), seq_(seq), iv_(interventions) {}
 
-void Tracer::set_reference(std::map<std::pair<NodeId, StepKind>, ExprId> steps, std::vector<int64_t> first_difference) {
-  ref_steps_ = std::move(steps);
-  first_difference_ = std::move(first_difference);
-  for (const auto& [where, e] : ref_steps_) ref_exprs_.insert(e);
-}
-
 int64_t Tracer::clean_rows(ExprId e) const {
-  if (ref_exprs_.count(e)) return seq_;
+  if (ref_ && ref_->exprs.count(e)) return seq_;
   auto it = facts_.find(e);
   return it == facts_.end() ? 0 : it->second.clean;
 }
@@ -63,12 +57,12 @@ ExprId Tracer::intern(Expr e, StepKind stage, int64_t clean) {
   const uint32_t ilist = e.interventions;
   const NodeId node = e.node;
   ExprId id = exprs_.intern(std::move(e));
-  if (ref_steps_.empty() || ref_exprs_.count(id)) return id;
+  if (!ref_ || ref_->exprs.count(id)) return id;
   // Interventions change the rows they select, and those after them.
   for (const BoundIntervention& iv : exprs_.list(ilist))
     clean = std::min<int64_t>(clean, iv.positions.empty() ? 0 : iv.positions.front());
-  auto ref = ref_steps_.find({node, stage});
-  if (clean > 0 && ref != ref_steps_.end()) facts_[id] = RowFact{ref->second, clean};
+  auto ref = ref_->steps.find({node, stage});
+  if (clean > 0 && ref != ref_->steps.end()) facts_[id] = RowFact{ref->second, clean};
   return id;
 }
 
@@ -87,7 +81,7 @@ ExprId Tracer::step(StepKind kind, NodeId node, std::vector<ExprId> args, uint64
 }
 
 ExprId Tracer::embed(int input) {
-  int64_t clean = first_difference_.empty() ? 0 : first_difference_.at(input);
+  int64_t clean = ref_ ? ref_->first_difference.at(input) : 0;
   return step(StepKind::Embed, g_.embedding(), {}, inputs_.at(input), clean);
 }
 
@@ -153,8 +147,9 @@ ExprId Tracer::rows(NodeId node, const std::vector<ExprId>& parts) {
   const NodeId prev = g_.node(node).inputs[0];
   const StepKind stage = g_.node(prev).is(PathName::Emb) ? StepKind::Embed : StepKind::Add;
   ExprId id = exprs_.intern(Expr{StepKind::Rows, node, 0, 0, parts});
-  auto ref = ref_steps_.find({prev, stage});
-  if (clean > 0 && ref != ref_steps_.end() && !ref_exprs_.count(id)) facts_[id] = RowFact{ref->second, clean};
+  if (!ref_ || ref_->exprs.count(id)) return id;
+  auto ref = ref_->steps.find({prev, stage});
+  if (clean > 0 && ref != ref_->steps.end()) facts_[id] = RowFact{ref->second, clean};
   return id;
 }
 

@@ -25,6 +25,15 @@ struct RowFact {
 };
 using RowFacts = std::unordered_map<ExprId, RowFact>;
 
+// The reference run, the plain forward of input 0 with no interventions (its step at each node
+// and stage), and per input its first position that differs from input 0: what row facts are
+// stated against. One serves every experiment on the same inputs.
+struct Reference {
+  std::map<std::pair<NodeId, StepKind>, ExprId> steps;
+  std::unordered_set<ExprId> exprs;
+  std::vector<int64_t> first_difference;
+};
+
 // One run's interventions, indexed by where they act.
 class InterventionIndex {
  public:
@@ -58,11 +67,10 @@ class Tracer {
   ExprId plain(int input, std::map<std::pair<NodeId, StepKind>, ExprId>* steps = nullptr);
   uint64_t visits() const { return visits_; }
 
-  // Enables row facts: the reference run's steps (a plain trace of input 0 with no interventions)
-  // and, per input, its first position that differs from input 0.
-  void set_reference(std::map<std::pair<NodeId, StepKind>, ExprId> steps, std::vector<int64_t> first_difference);
+  // Enables row facts against `reference` (which outlives the tracer).
+  void set_reference(const Reference* reference) { ref_ = reference; }
   const RowFacts& facts() const { return facts_; }
-  bool has_reference() const { return !ref_steps_.empty(); }
+  bool has_reference() const { return ref_ != nullptr; }
 
   // Building blocks, one step each: interventions of the run are attached here.
   ExprId embed(int input);
@@ -99,9 +107,7 @@ class Tracer {
   uint64_t visits_ = 0, budget_ = 0;
   std::map<std::pair<NodeId, StepKind>, ExprId>* steps_ = nullptr;
 
-  std::map<std::pair<NodeId, StepKind>, ExprId> ref_steps_;
-  std::unordered_set<ExprId> ref_exprs_;
-  std::vector<int64_t> first_difference_;
+  const Reference* ref_ = nullptr;
   RowFacts facts_;
 };
 

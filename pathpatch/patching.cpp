@@ -5,7 +5,7 @@
 #include <map>
 
 #include "graph/error.hpp"
-#include "graph/evaluator.hpp"
+#include "pathpatch/detail/session.hpp"
 
 namespace pathpatch {
 
@@ -72,40 +72,32 @@ Tensor plain_hidden(const Model& m, const Batch& b, const std::shared_ptr<Cache>
 
 std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>& inputs,
                                     const std::vector<Experiment>& experiments, const ExperimentOptions& options) {
-  check_inputs(model, inputs);
-  const int64_t T = inputs[0].seq;
+  detail::Session session(model, inputs, options.cache);
+  const int64_t T = session.seq();
   const int64_t last = options.last < 0 ? T - 1 : options.last;
   if (options.first < 0 || options.first > last || last >= T)
     throw InputError("run_experiments: positions " + std::to_string(options.first) + ".." + std::to_string(last) +
                      " are not within the " + std::to_string(T) + " positions");
-  auto cache = options.cache ? options.cache : std::make_shared<Cache>();
-  cache->bind_owner(model.id());
-  ExprTable& exprs = cache->exprs();
-  std::vector<uint64_t> keys;
-  for (const Batch& b : inputs) keys.push_back(exprs.add_input(b));
 
   // Rules compile once per distinct rule set (a sweep often repeats one).
-  std::map<std::pair<std::vector<std::pair<std::string, int>>, int>, std::unique_ptr<CompiledRules>> compiled;
+  std::map<std::string, std::unique_ptr<CompiledRules>> compiled;
   RowFacts facts;  // facts agree between experiments: they share inputs and reference
   std::vector<ExprId> roots;
   for (const Experiment& x : experiments) {
     x.rules.check_inputs(inputs.size());
     for (const Intervention& iv : x.interventions)
       if (iv.op == Op::Probe) throw InputError("run_experiments: probes are not recorded here; use run()");
-    std::vector<std::pair<std::string, int>> key_rules;
-    for (const PathRule& r : x.rules.rules()) key_rules.emplace_back(r.pattern.str(), r.input);
-    auto& slot = compiled[{key_rules, x.rules.default_input()}];
-    if (!slot) slot = std::make_unique<CompiledRules>(model, T, x.rules);
-    std::vector<BoundIntervention> bound = bind_interventions(model, exprs, inputs, keys, x.interventions);
-    InterventionIndex index(model.graph(), exprs, bound);
-    Tracer tracer(model.graph(), exprs, keys, T, index);
-    detail::set_reference(tracer, model, exprs, inputs, keys);
-    roots.push_back(slot->trace(tracer));
+    auto& rules = compiled[x.rules.str()];
+    if (!rules) rules = std::make_unique<CompiledRules>(model, T, x.rules);
+    const std::vector<BoundIntervention> bound = session.bind(x.interventions);
+    const InterventionIndex index(model.graph(), session.exprs(), bound);
+    Tracer tracer = session.tracer(index);
+    roots.push_back(rules->trace(tracer));
     for (const auto& [e, fact] : tracer.facts()) facts[e] = fact;
   }
 
-  InterventionIndex none;
-  Evaluator ev(model, *cache, inputs[0], none, inputs.size() > 1 ? &facts : nullptr);
+  const InterventionIndex none;
+  Evaluator ev(model, *session.cache(), inputs[0], none, inputs.size() > 1 ? &facts : nullptr);
   ev.set_memoise(options.memoise);
   std::vector<Tensor> out;
   const size_t chunk = std::max<size_t>(options.chunk, 1);
@@ -114,15 +106,7 @@ std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>
     for (Tensor& h : ev.values(part, {options.first, last + 1})) out.push_back(std::move(h));
     if (options.progress) options.progress(out.size(), roots.size());
   }
-  if (options.stats) {
-    options.stats->computed = ev.stats().computed;
-    options.stats->cache_hits = ev.stats().cache_hits;
-    options.stats->flops = ev.stats().flops;
-    options.stats->flops_saved = ev.stats().flops_saved;
-    options.stats->seconds = ev.stats().seconds;
-    options.stats->bytes_held = cache->counters().bytes_held;
-    options.stats->peak_bytes = cache->counters().peak_bytes;
-  }
+  if (options.stats) *options.stats = detail::run_stats(ev.stats(), *session.cache());
   return out;
 }
 

@@ -9,6 +9,7 @@
 
 #include "graph/error.hpp"
 #include "graph/trace.hpp"
+#include "pathpatch/detail/session.hpp"
 
 namespace pathpatch {
 

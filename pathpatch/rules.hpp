@@ -38,6 +38,8 @@
 
 namespace pathpatch {
 
+class Tracer;
+
 // Path names that agree with `like` on every field not left open: a typed `a*` or `a3.head*`.
 struct NameSet {
   PathName like;

@@ -7,18 +7,16 @@
 //
 // See graph/path.hpp for what paths, splits and `which` mean.
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "graph/batch.hpp"
 #include "graph/cache.hpp"
-#include "graph/evaluator.hpp"
 #include "graph/intervention.hpp"
 #include "graph/path.hpp"
-#include "graph/trace.hpp"
 #include "models/model.hpp"
 
 namespace pathpatch {
@@ -45,14 +43,14 @@ struct RunStats {
 struct Result {
   Tensor logits;  // [B, T, V] (undefined if RunOptions::logits is false)
   Tensor hidden;  // ln_final's output [B, T, D]
-  ExprId root = 0;                 // provenance of `hidden`
-  std::shared_ptr<Cache> cache;    // holds the provenance DAG (cache->exprs()) and memoised values
+  ExprId root = 0;                 // provenance of `hidden`: its steps are cache->exprs()
+  std::shared_ptr<Cache> cache;    // holds the provenance DAG and memoised values
   RunStats stats;
   std::vector<ProbeRecord> probes; // one record per computed instance of each probed activation
 
   // The value recorded by the probe labelled `label` (or of that activation, by full or short
-  // name); NameError if there is none, InputError if
-  // the activation was computed on several paths (then read `probes` and pick by `expr`).
+  // name); NameError if there is none, InputError if the activation was computed on several paths
+  // (then read `probes` and pick by `expr`).
   const Tensor& probe(std::string_view label) const;
 };
 
@@ -62,27 +60,10 @@ Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& 
 // The plain forward on one batch, through the same engine (no split; probes and interventions as given).
 Result forward(const Model& model, const Batch& batch, const RunOptions& options = {});
 
-// Binds interventions to a model and a run's inputs: resolves names, checks heads, positions and
-// shapes, and finds each replace's source. Used by run(); exposed for the sweep code.
-std::vector<BoundIntervention> bind_interventions(const Model& model, ExprTable& exprs, const std::vector<Batch>& inputs,
-                                                  const std::vector<uint64_t>& input_keys,
-                                                  const std::vector<Intervention>& interventions);
-
 // The shape an activation has for a batch of `batch` rows of `seq` positions.
 Shape activation_shape(const Model& model, ActId act, int64_t batch, int64_t seq);
 
 // Checks run() inputs: at least one, each valid for the model, all of one layout.
 void check_inputs(const Model& model, const std::vector<Batch>& inputs);
-
-namespace detail {
-// run() with the tracing step supplied: `trace` builds the root expression with the run's tracer
-// and reports the node visits it made. Shared by the lambda and the rule front ends.
-using TraceFn = std::function<ExprId(Tracer& tracer, uint64_t& visits)>;
-Result run_traced(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options,
-                  const TraceFn& trace, const PathAlphabet* names = nullptr);
-// Gives the tracer its reference: the plain forward of input 0, and where each input departs from it.
-void set_reference(Tracer& tracer, const Model& model, ExprTable& exprs, const std::vector<Batch>& inputs,
-                   const std::vector<uint64_t>& keys);
-}  // namespace detail
 
 }  // namespace pathpatch

@@ -128,14 +128,16 @@ void Evaluator::execute(Plan& plan) {
   }
   for (auto& [rank, steps] : by_rank) {
     std::stable_partition(steps.begin(), steps.end(), [&](ExprId e) { return refs.count(e) > 0; });
-    std::map<std::tuple<int, NodeId, int64_t, int64_t, int64_t>, std::vector<ExprId>> groups;
+    // Stacking changes the GEMMs' shapes, and so the last bits of their sums: the run's own steps
+    // stack only with the run's (the experiments of a batch), never with replace sources.
+    std::map<std::tuple<int, NodeId, int64_t, int64_t, int64_t, bool>, std::vector<ExprId>> groups;
     for (ExprId e : steps) {
       const Task& t = plan.tasks.at(e);
       const Expr& x = exprs_.get(e);
       if (t.compute.empty()) {  // every position comes from the reference
         finish(e, Tensor(), plan);
       } else if (!t.alone && traits(x.kind).stackable && x.interventions == 0 && !refs.count(e)) {
-        groups[{static_cast<int>(x.kind), x.node, t.compute.lo, t.compute.hi, t.kv_lo}].push_back(e);
+        groups[{static_cast<int>(x.kind), x.node, t.compute.lo, t.compute.hi, t.kv_lo, t.in_run}].push_back(e);
       } else {
         run(Call{{e}, t.compute, t.kv_lo, t.alone}, plan);
       }

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   pp::kernels::set_threads(2);
   std::printf("pathpatch sweep benchmark (%s)\n", bench::env_note().c_str());
   const int64_t B = 8, T = 16;
-  pp::Model model = bench::gpt2_small();
+  pp::Model model = bench::gpt2_small().random();
   const pp::ModelConfig& c = model.config();
   const double D = c.d_model, E = c.d_head, L = c.n_layers, H = c.n_heads;
   const double peak = bench::sgemm_gflops(1024, 1024, 1024);
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
        4},
   };
   const bool torch = !bench::run_torch("--probe").empty();
-  std::string dir = torch ? bench::export_for_torch(bench::gpt2_small_config(), 1).string() : "";
+  std::string dir = torch ? bench::export_for_torch(bench::gpt2_small(), 1).string() : "";
   std::printf("\n%-36s %9s %12s %12s %10s %11s %9s %7s %9s\n", "sweep", "seconds", "floor GFLOP", "spent GFLOP",
               "of SGEMM", "torch s", "speed-up", "target", "peak RSS");
   for (const Case& k : cases) {

@@ -36,22 +36,36 @@ double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
   return pp::kernels::gemm_flops(m, n, k) / s / 1e9;
 }
 
-pp::ModelConfig gpt2_small_config() {
-  return pp::ModelConfig::parse(
-      R"({"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"n_positions":1024,"vocab_size":50257})",
-      "gpt2-small (benchmark)");
-}
+pp::ModelConfig Shape::config() const { return pp::ModelConfig::parse(config_json, name + " (benchmark)"); }
 
-pp::Model gpt2_small(uint64_t seed) {
-  pp::ModelConfig c = gpt2_small_config();
+pp::Model Shape::random(uint64_t seed) const {
+  const pp::ModelConfig c = config();
   return pp::Model(c, pp::Checkpoint::random(c, seed));
 }
 
-std::filesystem::path export_for_torch(const pp::ModelConfig& cfg, uint64_t seed) {
-  auto dir = std::filesystem::temp_directory_path() / ("pathpatch-bench-gpt2-small-" + std::to_string(seed));
+Shape gpt2_small() {
+  return {"gpt2-small",
+          R"({"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"n_positions":1024,"vocab_size":50257})"};
+}
+
+Shape pythia_160m() {
+  return {"pythia-160m", R"({"model_type":"gpt_neox","num_hidden_layers":12,"hidden_size":768,"num_attention_heads":12,
+      "intermediate_size":3072,"vocab_size":50304,"max_position_embeddings":2048,"rotary_pct":0.25,
+      "rotary_emb_base":10000,"use_parallel_residual":true,"hidden_act":"gelu","tie_word_embeddings":false})"};
+}
+
+Shape gemma2_small() {
+  return {"gemma2-small", R"({"model_type":"gemma2","num_hidden_layers":12,"hidden_size":768,"num_attention_heads":8,
+      "num_key_value_heads":4,"head_dim":256,"intermediate_size":3072,"vocab_size":50304,
+      "max_position_embeddings":8192,"query_pre_attn_scalar":256,"attn_logit_softcapping":50.0,
+      "final_logit_softcapping":30.0,"sliding_window":4096,"rope_theta":10000.0,"rms_norm_eps":1e-6,
+      "hidden_activation":"gelu_pytorch_tanh"})"};
+}
+
+std::filesystem::path export_for_torch(const Shape& shape, uint64_t seed) {
+  auto dir = std::filesystem::temp_directory_path() / ("pathpatch-bench-" + shape.name + "-" + std::to_string(seed));
   if (!std::filesystem::exists(dir / "model.safetensors"))
-    pp::Checkpoint::random(cfg, seed).save(
-        dir, R"({"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"n_positions":1024,"vocab_size":50257})");
+    pp::Checkpoint::random(shape.config(), seed).save(dir, shape.config_json);
   return dir;
 }
 

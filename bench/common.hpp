@@ -18,12 +18,26 @@ double time_median(const std::function<void()>& fn, double budget_s = 3.0, int m
 // GFLOP/s of the BLAS SGEMM on an m x k by k x n product, median of a few runs.
 double sgemm_gflops(int64_t m, int64_t n, int64_t k);
 
-// GPT-2 small: 12 layers, d_model 768, 12 heads, vocab 50257, 1024 positions; random weights.
-pathpatch::ModelConfig gpt2_small_config();
-pathpatch::Model gpt2_small(uint64_t seed = 1);
+// A model shape to measure: a name and the config.json a random checkpoint is made from.
+struct Shape {
+  std::string name;
+  std::string config_json;
+  pathpatch::ModelConfig config() const;
+  pathpatch::Model random(uint64_t seed = 1) const;  // random weights
+};
+// GPT-2 small: 12 layers, d_model 768, 12 heads, vocab 50257, 1024 positions.
+Shape gpt2_small();
+// Pythia-160M (GPT-NeoX): GPT-2 small's sizes, vocab 50304, rotary on a quarter of each head,
+// attention and MLP in parallel, untied unembedding.
+Shape pythia_160m();
+// Gemma-2's architecture at GPT-2 small's depth and width (Gemma-2-2B itself is 10 GB in F32):
+// 12 layers, d_model 768, 8 query heads and 4 key/value heads of 256, GeGLU MLP of 3072,
+// soft-caps, sliding windows of 4096 in every other layer, vocab 50304.
+Shape gemma2_small();
 
-// Writes the model's weights (F32 safetensors) and config for the PyTorch script; returns the folder.
-std::filesystem::path export_for_torch(const pathpatch::ModelConfig& cfg, uint64_t seed);
+// Writes a random checkpoint of the shape (F32 safetensors) and its config for the PyTorch script;
+// returns the folder.
+std::filesystem::path export_for_torch(const Shape& shape, uint64_t seed);
 
 // Runs `/usr/bin/python3 bench/torch_reference.py <args>` with 2 threads; returns its stdout, or
 // "" if python3-torch is not installed.

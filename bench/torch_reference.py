@@ -1,4 +1,6 @@
-"""PyTorch eager baselines for bench/: the same GPT-2 on the same weights, done "the usual way".
+"""PyTorch eager baselines for bench/: the same models on the same weights, done "the usual way".
+GPT-2 (forwards and sweeps), GPT-NeoX and Gemma-2 (forwards), as Hugging Face's modules compute
+them, from the checkpoint the C++ benchmark writes.
 
 Run by the C++ benchmarks (2 threads, OMP_WAIT_POLICY=PASSIVE); prints key=value lines.
     python3 bench/torch_reference.py --probe
@@ -103,6 +105,142 @@ class GPT2(nn.Module):
         return self.ln_f(x) @ self.wte.t()
 
 
+def rotate(x, pos, dims, theta):
+    """RoPE (rotate_half) on the first `dims` of the last axis; x [B, H, T, E]."""
+    inv = 1.0 / (theta ** (torch.arange(0, dims, 2, dtype=torch.float32) / dims))
+    ang = pos[:, None].float() * inv[None, :]
+    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+    r, rest = x[..., :dims], x[..., dims:]
+    half = dims // 2
+    rot = torch.cat([-r[..., half:], r[..., :half]], -1)
+    return torch.cat([r * cos + rot * sin, rest], -1)
+
+
+def causal_attention(q, k, v, scale, softcap=0.0, window=0):
+    """q [B, H, T, E], k/v [B, H, T, E] -> [B, H, T, E], with soft-cap and sliding window."""
+    T = q.shape[-2]
+    s = (q @ k.transpose(-1, -2)) * scale
+    if softcap:
+        s = torch.tanh(s / softcap) * softcap
+    i = torch.arange(T)
+    mask = i[None, :] <= i[:, None]
+    if window:
+        mask &= (i[:, None] - i[None, :]) < window
+    return torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1) @ v
+
+
+def linear(w, prefix, bias=True):
+    m = nn.Linear(w[prefix + "weight"].shape[1], w[prefix + "weight"].shape[0], bias=bias)
+    m.weight.data = w[prefix + "weight"]
+    if bias:
+        m.bias.data = w[prefix + "bias"]
+    return m
+
+
+class NeoX(nn.Module):
+    """GPT-NeoX (Pythia): fused per-head query_key_value, partial RoPE, parallel residual."""
+
+    def __init__(self, folder):
+        super().__init__()
+        cfg = json.load(open(os.path.join(folder, "config.json")))
+        w = {k: v.float() for k, v in read_safetensors(os.path.join(folder, "model.safetensors")).items()}
+        self.D, self.H = cfg["hidden_size"], cfg["num_attention_heads"]
+        self.E = self.D // self.H
+        self.rot = int(self.E * cfg.get("rotary_pct", 0.25))
+        self.parallel = cfg.get("use_parallel_residual", True)
+        self.emb = w["gpt_neox.embed_in.weight"]
+        self.layers = nn.ModuleList()
+        for i in range(cfg["num_hidden_layers"]):
+            p = "gpt_neox.layers.%d." % i
+            layer = nn.Module()
+            layer.ln1 = nn.LayerNorm(self.D)
+            layer.ln1.weight.data, layer.ln1.bias.data = w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"]
+            layer.ln2 = nn.LayerNorm(self.D)
+            layer.ln2.weight.data, layer.ln2.bias.data = (w[p + "post_attention_layernorm.weight"],
+                                                          w[p + "post_attention_layernorm.bias"])
+            layer.qkv = linear(w, p + "attention.query_key_value.")
+            layer.dense = linear(w, p + "attention.dense.")
+            layer.up = linear(w, p + "mlp.dense_h_to_4h.")
+            layer.down = linear(w, p + "mlp.dense_4h_to_h.")
+            self.layers.append(layer)
+        self.lnf = nn.LayerNorm(self.D)
+        self.lnf.weight.data, self.lnf.bias.data = w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"]
+        self.out = w["embed_out.weight"]
+
+    def attn(self, layer, x):
+        B, T, _ = x.shape
+        qkv = layer.qkv(x).view(B, T, self.H, 3 * self.E).transpose(1, 2)
+        q, k, v = qkv.chunk(3, dim=-1)
+        pos = torch.arange(T)
+        q, k = rotate(q, pos, self.rot, 10000.0), rotate(k, pos, self.rot, 10000.0)
+        z = causal_attention(q, k, v, self.E ** -0.5)
+        return layer.dense(z.transpose(1, 2).reshape(B, T, self.D))
+
+    def forward(self, ids):
+        x = self.emb[ids]
+        for layer in self.layers:
+            if self.parallel:
+                x = x + self.attn(layer, layer.ln1(x)) + layer.down(F.gelu(layer.up(layer.ln2(x))))
+            else:
+                x = x + self.attn(layer, layer.ln1(x))
+                x = x + layer.down(F.gelu(layer.up(layer.ln2(x))))
+        return self.lnf(x) @ self.out.t()
+
+
+class Gemma2(nn.Module):
+    """Gemma-2: RMSNorm (1 + w) before and after each sub-layer, soft-caps, sliding windows on even
+    layers, grouped-query attention, GeGLU."""
+
+    def __init__(self, folder):
+        super().__init__()
+        cfg = json.load(open(os.path.join(folder, "config.json")))
+        w = {k: v.float() for k, v in read_safetensors(os.path.join(folder, "model.safetensors")).items()}
+        self.cfg = cfg
+        self.D, self.H, self.G, self.E = (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+                                          cfg["head_dim"])
+        self.emb = w["model.embed_tokens.weight"]
+        self.layers = []
+        for i in range(cfg["num_hidden_layers"]):
+            p = "model.layers.%d." % i
+            self.layers.append({
+                "norms": [w[p + n + ".weight"] for n in ("input_layernorm", "post_attention_layernorm",
+                                                         "pre_feedforward_layernorm", "post_feedforward_layernorm")],
+                "q": linear(w, p + "self_attn.q_proj.", False), "k": linear(w, p + "self_attn.k_proj.", False),
+                "v": linear(w, p + "self_attn.v_proj.", False), "o": linear(w, p + "self_attn.o_proj.", False),
+                "gate": linear(w, p + "mlp.gate_proj.", False), "up": linear(w, p + "mlp.up_proj.", False),
+                "down": linear(w, p + "mlp.down_proj.", False),
+            })
+        self.norm = w["model.norm.weight"]
+
+    def rms(self, x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.cfg["rms_norm_eps"]) * (1.0 + w)
+
+    def forward(self, ids):
+        B, T = ids.shape
+        x = self.emb[ids] * (self.D ** 0.5)
+        pos = torch.arange(T)
+        for i, l in enumerate(self.layers):
+            h = self.rms(x, l["norms"][0])
+            q = l["q"](h).view(B, T, self.H, self.E).transpose(1, 2)
+            k = l["k"](h).view(B, T, self.G, self.E).transpose(1, 2)
+            v = l["v"](h).view(B, T, self.G, self.E).transpose(1, 2)
+            q, k = rotate(q, pos, self.E, self.cfg["rope_theta"]), rotate(k, pos, self.E, self.cfg["rope_theta"])
+            k, v = k.repeat_interleave(self.H // self.G, 1), v.repeat_interleave(self.H // self.G, 1)
+            z = causal_attention(q, k, v, self.cfg["query_pre_attn_scalar"] ** -0.5, self.cfg["attn_logit_softcapping"],
+                                 self.cfg["sliding_window"] if i % 2 == 0 else 0)
+            x = x + self.rms(l["o"](z.transpose(1, 2).reshape(B, T, self.H * self.E)), l["norms"][1])
+            h = self.rms(x, l["norms"][2])
+            x = x + self.rms(l["down"](F.gelu(l["gate"](h), approximate="tanh") * l["up"](h)), l["norms"][3])
+        logits = self.rms(x, self.norm) @ self.emb.t()
+        cap = self.cfg["final_logit_softcapping"]
+        return torch.tanh(logits / cap) * cap
+
+
+def load(folder):
+    kind = json.load(open(os.path.join(folder, "config.json")))["model_type"]
+    return {"gpt2": GPT2, "gpt_neox": NeoX, "gemma2": Gemma2}[kind](folder).eval()
+
+
 def timed(fn, budget=3.0, min_reps=3):
     fn()
     times = []
@@ -204,9 +342,10 @@ def main():
     if a.probe:
         print("torch=%s threads=%d" % (torch.__version__, torch.get_num_threads()))
         return
-    model = GPT2(a.model).eval()
+    model = load(a.model)
     if a.command == "forward":
-        ids, _ = inputs(a.batch, a.seq, model.wte.shape[0])
+        vocab = json.load(open(os.path.join(a.model, "config.json")))["vocab_size"]
+        ids, _ = inputs(a.batch, a.seq, vocab)
         with torch.inference_mode():
             s = timed(lambda: model(ids))
         print("ms=%.3f" % (s * 1e3))

@@ -18,7 +18,7 @@ enum class Op { Replace, Zero, Add, Set, Probe };
 const char* op_name(Op op);
 
 struct Select {
-  std::vector<int> heads;      // empty: all heads (for hook_k/hook_v/hook_rot_k of Llama: kv heads)
+  std::vector<int> heads;      // empty: all heads (for hook_k, hook_v, hook_rot_k: key/value heads)
   std::vector<int> positions;  // empty: all positions; negative values count from the end
 };
 

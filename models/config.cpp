@@ -131,7 +131,10 @@ RopeScaling ConfigKeys::rope_scaling() const {
 }
 
 void ConfigKeys::refuse_unless(const char* name, bool allowed, bool fallback, const std::string& why) const {
-  if (boolean_or({name}, fallback) != allowed) fail("'" + std::string(name) + "' is not supported: " + why);
+  if (boolean_or({name}, fallback) == allowed) return;
+  std::string what = "'";  // appended piece by piece: GCC 12 warns falsely (-Wrestrict) on "'" + std::string
+  what += name;
+  fail(what + "' is not supported: " + why);
 }
 
 void ConfigKeys::layer_types(int n_layers, SlidingWindow& window) const {
@@ -192,14 +195,16 @@ void finish(const ConfigKeys& k, ModelConfig& c) {
   if (c.attn_softcap < 0 || c.logit_softcap < 0 || !std::isfinite(c.attn_softcap) || !std::isfinite(c.logit_softcap))
     k.fail("soft-caps must be positive (or null for none)");
   if (c.window.size < 0) k.fail("the sliding window must be positive (or null for none)");
-  // Hugging Face writes the token ids as a number, a list (the first is used) or null.
+  // Hugging Face writes the token ids as a number, a list (the first is used) or null. Small
+  // checkpoints often keep their config class's defaults (GPT-2's 50256 with a vocabulary of 100):
+  // an id outside the vocabulary names no token, and is read as none.
   auto token = [&](const char* key) {
     const json* v = k.find({key});
     if (v && v->is_array()) v = v->empty() ? nullptr : &(*v)[0];
     if (!v) return -1;
-    if (!v->is_number_integer() || v->get<int64_t>() < 0 || v->get<int64_t>() >= c.vocab_size)
-      k.fail(std::string("key '") + key + "' must be a token id below vocab_size, got " + detail::json_text(*v));
-    return v->get<int>();
+    if (!v->is_number_integer()) k.fail(std::string("key '") + key + "' must be a token id, got " + detail::json_text(*v));
+    const int64_t id = v->get<int64_t>();
+    return id >= 0 && id < c.vocab_size ? static_cast<int>(id) : -1;
   };
   c.bos_token_id = token("bos_token_id");
   c.eos_token_id = token("eos_token_id");

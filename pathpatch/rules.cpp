@@ -84,26 +84,16 @@ Pattern Pattern::either(std::vector<Pattern> alternatives) {
   return Pattern(std::make_shared<const Node>(std::move(n)));
 }
 
-Pattern Pattern::star() const {
+Pattern Pattern::repeat(char op) const {
   Node n = pattern_node(Node::Repeat);
   n.parts = {*this};
-  n.op = '*';
+  n.op = op;
   return Pattern(std::make_shared<const Node>(std::move(n)));
 }
 
-Pattern Pattern::plus() const {
-  Node n = pattern_node(Node::Repeat);
-  n.parts = {*this};
-  n.op = '+';
-  return Pattern(std::make_shared<const Node>(std::move(n)));
-}
-
-Pattern Pattern::optional() const {
-  Node n = pattern_node(Node::Repeat);
-  n.parts = {*this};
-  n.op = '?';
-  return Pattern(std::make_shared<const Node>(std::move(n)));
-}
+Pattern Pattern::star() const { return repeat('*'); }
+Pattern Pattern::plus() const { return repeat('+'); }
+Pattern Pattern::optional() const { return repeat('?'); }
 
 std::string Pattern::str() const {
   const Node& n = *node_;

@@ -72,6 +72,7 @@ class Pattern {
 
  private:
   explicit Pattern(std::shared_ptr<const Node> n) : node_(std::move(n)) {}
+  Pattern repeat(char op) const;
   std::shared_ptr<const Node> node_;
 };
 

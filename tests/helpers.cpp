@@ -26,6 +26,15 @@ float max_diff(const pathpatch::Tensor& a, const pathpatch::Tensor& b) {
   return m;
 }
 
+std::string config_error(const std::string& json) {
+  try {
+    pathpatch::ModelConfig::parse(json, "config.json");
+  } catch (const pathpatch::ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 pathpatch::Batch batch_from(const pathpatch::Tensor& ids, const pathpatch::Tensor& mask) {
   pathpatch::Batch b;
   b.size = ids.size(0);

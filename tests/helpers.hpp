@@ -21,4 +21,7 @@ pathpatch::Batch batch_from(const pathpatch::Tensor& ids, const pathpatch::Tenso
 
 inline pathpatch::Split no_split(const pathpatch::Path&) { return pathpatch::Split::None; }
 
+// The ConfigError message ModelConfig::parse gives for `json`, or "(no error)".
+std::string config_error(const std::string& json);
+
 }  // namespace pptest

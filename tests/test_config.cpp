@@ -16,14 +16,7 @@ TEST_CASE("GPT-2 and Llama configs parse", "[config]") {
 }
 
 TEST_CASE("bad configs are refused naming the key", "[config][refuse]") {
-  auto msg = [](const std::string& text) {
-    try {
-      pp::ModelConfig::parse(text, "config.json");
-    } catch (const pp::ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
+  auto msg = pptest::config_error;
   CHECK_THAT(msg(R"({"n_layer": 2})"), Catch::Contains("model_type"));
   CHECK_THAT(msg(R"({"model_type": "bert"})"), Catch::Contains("'bert' is not supported"));
   CHECK_THAT(msg(R"({"model_type": "gpt2", "n_layer": 2, "n_head": 4, "vocab_size": 10, "n_positions": 8})"),
@@ -44,15 +37,15 @@ TEST_CASE("configs the forwards cannot honour are refused naming the key", "[con
         "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 5, "max_position_embeddings": 8)"
                                    : R"({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,
         "vocab_size": 5, "n_positions": 8)";
-    try {
-      pp::ModelConfig::parse(base + extra + "}", "config.json");
-    } catch (const pp::ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
+    return pptest::config_error(base + extra + "}");
   };
   CHECK(msg("", false) == "(no error)");
   CHECK(msg("", true) == "(no error)");
+  // A config class's default token ids outside a small vocabulary name no token: read as none.
+  CHECK(msg(R"(, "bos_token_id": 50256, "eos_token_id": [50256, 2])", false) == "(no error)");
+  CHECK(pp::ModelConfig::parse(R"({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2, "vocab_size": 5,
+      "n_positions": 8, "bos_token_id": 50256, "eos_token_id": [3, 50256]})", "c").eos_token_id == 3);
+  CHECK_THAT(msg(R"(, "bos_token_id": "<s>")", false), Catch::Contains("'bos_token_id' must be a token id"));
   CHECK_THAT(msg(R"(, "activation_function": "relu")", false), Catch::Contains("activation_function 'relu'"));
   CHECK_THAT(msg(R"(, "hidden_act": "relu")", true), Catch::Contains("hidden_act 'relu' is not supported"));
   CHECK(msg(R"(, "attention_bias": true, "mlp_bias": true, "hidden_act": "gelu")", true) == "(no error)");

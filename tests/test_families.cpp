@@ -88,14 +88,7 @@ TEST_CASE("each family reads its config.json into the generic description", "[fa
 }
 
 TEST_CASE("every family refuses, naming the key, what its forward cannot compute", "[families][config][refuse]") {
-  auto msg = [](const std::string& text) {
-    try {
-      pp::ModelConfig::parse(text, "config.json");
-    } catch (const pp::ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
+  auto msg = pptest::config_error;
   const std::string neox = R"({"model_type": "gpt_neox", "num_hidden_layers": 2, "hidden_size": 8,
       "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10, "max_position_embeddings": 8)";
   CHECK(msg(neox + R"(, "rotary_pct": 0.5})") == "(no error)");

@@ -8,13 +8,14 @@
 #include <sstream>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 #include "models/config.hpp"
 
 namespace pathpatch {
 
 namespace fs = std::filesystem;
 
-Checkpoint Checkpoint::open(const fs::path& dir) {
+Checkpoint Checkpoint::open(const fs::path& dir, WeightAccess access) {
   if (!fs::is_directory(dir)) throw IoError(dir.string() + ": not a model folder");
   Checkpoint c;
   c.dir_ = dir;
@@ -22,15 +23,13 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   fs::path single = dir / "model.safetensors";
   fs::path index = dir / "model.safetensors.index.json";
   std::map<std::string, std::string> expected;  // tensor -> shard, from the index
-  if (fs::exists(single)) {
+  if (files::exists(single)) {
     shards.push_back(single);
-  } else if (fs::exists(index)) {
-    std::ifstream in(index);
-    std::stringstream ss;
-    ss << in.rdbuf();
+  } else if (files::exists(index)) {
+    const std::string text = files::read(index, files::kMaxConfigBytes, "shard index");
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(ss.str());
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       throw FormatError(index.string() + ": not valid JSON (" + e.what() + ")");
     }
@@ -50,7 +49,7 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
     throw IoError(dir.string() + ": neither model.safetensors nor model.safetensors.index.json found");
   }
   for (const auto& path : shards) {
-    auto file = std::make_shared<SafetensorsFile>(SafetensorsFile::open(path));
+    auto file = std::make_shared<SafetensorsFile>(SafetensorsFile::open(path, access));
     for (const auto& e : file->entries()) {
       if (c.where_.count(e.name))
         throw FormatError(path.string() + ": tensor '" + e.name + "' also appears in " + c.where_[e.name]->path().string());
@@ -106,7 +105,7 @@ void Checkpoint::save(const fs::path& dir, const std::string& config_json) const
   std::vector<std::pair<std::string, Tensor>> all;
   for (const std::string& name : names()) all.emplace_back(name, fetch(name));
   write_safetensors(dir / "model.safetensors", all, {{"format", "pt"}});
-  std::ofstream(dir / "config.json") << config_json;
+  files::write(dir / "config.json", config_json);
 }
 
 Tensor Checkpoint::fetch(const std::string& name) const {

@@ -15,7 +15,8 @@ namespace pathpatch {
 
 class Checkpoint {
  public:
-  static Checkpoint open(const std::filesystem::path& dir);
+  // `access`: tensors copied into memory when loaded (the default), or mapped (safetensors.hpp).
+  static Checkpoint open(const std::filesystem::path& dir, WeightAccess access = WeightAccess::Read);
   // An in-memory checkpoint (tests, benchmarks, converted weights).
   static Checkpoint from_tensors(std::map<std::string, Tensor> tensors);
   // Random weights in the config's layout: embeddings N(0, 0.25^2), linear N(0, 1/fan_in), norm

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 #include "models/family.hpp"
 #include "models/json_text.hpp"
 #include "models/weights.hpp"
@@ -239,11 +240,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
 }
 
 ModelConfig ModelConfig::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw IoError(path.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), path.string());
+  return parse(files::read(path, files::kMaxConfigBytes, "config"), path.string());
 }
 
 const char* ModelConfig::family_name() const { return family ? family->name : "(none)"; }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 #include "graph/kernels.hpp"
 #include "models/attention.hpp"
 #include "models/checkpoint.hpp"
@@ -20,16 +21,17 @@ std::atomic<uint64_t> next_model_id{1};
 
 }  // namespace
 
-Model Model::load(const fs::path& dir) {
+Model Model::load(const fs::path& dir, WeightAccess access) {
+  if (!files::exists(dir)) throw IoError(dir.string() + ": no such model folder");
   ModelConfig cfg = ModelConfig::load(dir / "config.json");
-  Checkpoint ck = Checkpoint::open(dir);
+  Checkpoint ck = Checkpoint::open(dir, access);
   Model m(cfg, ck);
   m.dir_ = dir;
   m.tokenizer_ = load_tokenizer(dir);
   return m;
 }
 
-Model load_model(const fs::path& dir) { return Model::load(dir); }
+Model load_model(const fs::path& dir, WeightAccess access) { return Model::load(dir, access); }
 
 Model::Model(ModelConfig cfg, const Checkpoint& ck)
     : cfg_(std::move(cfg)), dir_(ck.dir()), id_(next_model_id++), w_(load_weights(cfg_, ck)),

@@ -12,6 +12,7 @@
 #include "graph/graph.hpp"
 #include "graph/tensor.hpp"
 #include "models/config.hpp"
+#include "models/safetensors.hpp"
 #include "models/weights.hpp"
 
 namespace pathpatch {
@@ -36,8 +37,10 @@ Graph build_graph(const ModelConfig& cfg, ModelActs* acts);
 
 class Model final : public Backend {
  public:
-  // Reads config.json and the weights (and a tokenizer, if the folder has one).
-  static Model load(const std::filesystem::path& dir);
+  // Reads config.json and the weights (and a tokenizer, if the folder has one). The weights are
+  // copied into memory; WeightAccess::Map maps F32 files instead (models/safetensors.hpp says what
+  // that risks).
+  static Model load(const std::filesystem::path& dir, WeightAccess access = WeightAccess::Read);
   Model(ModelConfig cfg, const Checkpoint& ckpt);
 
   const ModelConfig& config() const { return cfg_; }
@@ -84,6 +87,6 @@ class Model final : public Backend {
 };
 
 // Convenience: Model::load.
-Model load_model(const std::filesystem::path& dir);
+Model load_model(const std::filesystem::path& dir, WeightAccess access = WeightAccess::Read);
 
 }  // namespace pathpatch

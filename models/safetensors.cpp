@@ -10,8 +10,10 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 #include "models/json_text.hpp"
 
 namespace pathpatch {
@@ -97,8 +99,14 @@ std::vector<TensorEntry> parse_safetensors_header(const std::string& text, uint6
                                                   const std::string& where,
                                                   std::map<std::string, std::string>* metadata) {
   nlohmann::json header;
+  std::set<std::string> names;  // the parser keeps the last of two equal keys: refuse them instead
+  auto unique_names = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second)
+      throw FormatError(where + ": tensor '" + parsed.get<std::string>() + "' is listed twice in the header");
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(text);
+    header = nlohmann::json::parse(text, unique_names);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(where + ": the safetensors header is not valid JSON (" + e.what() + ")");
   }
@@ -171,39 +179,38 @@ std::vector<TensorEntry> parse_safetensors_header(const std::string& text, uint6
   return entries;
 }
 
-SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
-  std::string where = path.string();
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError(where + ": cannot open (" + std::strerror(errno) + ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(where + ": not a regular file");
-  }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    throw FormatError(where + ": " + std::to_string(size) + " bytes is too short for a safetensors file");
-  }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED) throw IoError(where + ": cannot memory-map (" + std::strerror(errno) + ")");
-  std::shared_ptr<const void> map(m, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
-
-  const auto* bytes = static_cast<const uint8_t*>(m);
-  uint64_t header_len = read_le64(bytes);
+SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path, WeightAccess access) {
+  const std::string where = path.string();
+  uint64_t size = 0;
+  const int fd = files::open_regular(path, std::numeric_limits<uint64_t>::max(), "safetensors file", &size);
+  std::shared_ptr<const int> owner(new int(fd), [](const int* f) {
+    ::close(*f);
+    delete f;
+  });
+  if (size < 8) throw FormatError(where + ": " + std::to_string(size) + " bytes is too short for a safetensors file");
+  uint8_t len[8];
+  if (::pread(fd, len, 8, 0) != 8) throw IoError(where + ": cannot read the header length");
+  const uint64_t header_len = read_le64(len);
   if (header_len > kMaxHeader || header_len > size - 8)
     throw FormatError(where + ": header length " + std::to_string(header_len) + " runs past the end of the " +
                       std::to_string(size) + "-byte file");
+  std::string text(header_len, '\0');
+  if (header_len && ::pread(fd, text.data(), header_len, 8) != static_cast<ssize_t>(header_len))
+    throw IoError(where + ": cannot read the header (the file changed while it was read?)");
 
   SafetensorsFile f;
   f.path_ = path;
-  f.map_ = map;
-  f.data_ = bytes + 8 + header_len;
+  f.data_offset_ = 8 + header_len;
   f.data_size_ = size - 8 - header_len;
-  std::string text(reinterpret_cast<const char*>(bytes + 8), header_len);
   f.entries_ = parse_safetensors_header(text, f.data_size_, where, &f.metadata_);
   for (size_t i = 0; i < f.entries_.size(); ++i) f.index_[f.entries_[i].name] = i;
+  if (access == WeightAccess::Read) {
+    f.fd_ = owner;
+  } else {
+    void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) throw IoError(where + ": cannot memory-map (" + files::error_text(errno) + ")");
+    f.map_ = std::shared_ptr<const void>(m, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
+  }
   return f;
 }
 
@@ -218,26 +225,43 @@ Tensor SafetensorsFile::load(const std::string& name) const {
   return load(*e);
 }
 
+// Bytes [offset, offset + bytes) of the data section, from the file or its mapping.
+void SafetensorsFile::read_bytes(void* into, uint64_t offset, uint64_t bytes, const TensorEntry& e) const {
+  if (map_) {
+    std::memcpy(into, static_cast<const uint8_t*>(map_.get()) + data_offset_ + offset, bytes);
+    return;
+  }
+  auto* dst = static_cast<uint8_t*>(into);
+  for (uint64_t done = 0; done < bytes;) {
+    const ssize_t n = ::pread(*fd_, dst + done, bytes - done, static_cast<off_t>(data_offset_ + offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw IoError(path_.string() + ": tensor '" + e.name + "': " +
+                    (n < 0 ? files::error_text(errno) : std::string("the file is shorter than when it was opened")));
+    done += static_cast<uint64_t>(n);
+  }
+}
+
 Tensor SafetensorsFile::load(const TensorEntry& e) const {
-  const uint8_t* src = data_ + e.begin;
-  int64_t n = numel(e.shape);
+  const int64_t n = numel(e.shape);
   switch (e.dtype) {
     case DType::F32: {
-      if (reinterpret_cast<uintptr_t>(src) % alignof(float) == 0)
-        return Tensor::borrow(e.shape, map_, reinterpret_cast<const float*>(src));
+      if (map_) {
+        const uint8_t* src = static_cast<const uint8_t*>(map_.get()) + data_offset_ + e.begin;
+        if (reinterpret_cast<uintptr_t>(src) % alignof(float) == 0)
+          return Tensor::borrow(e.shape, map_, reinterpret_cast<const float*>(src));
+      }
       Tensor t = Tensor::uninitialized(e.shape);
-      std::memcpy(t.data_mut(), src, t.bytes());
+      read_bytes(t.data_mut(), e.begin, t.bytes(), e);
       return t;
     }
     case DType::F16:
     case DType::BF16: {
+      std::vector<uint16_t> raw(static_cast<size_t>(n));
+      read_bytes(raw.data(), e.begin, raw.size() * 2, e);
       Tensor t = Tensor::uninitialized(e.shape);
       float* dst = t.data_mut();
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = e.dtype == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-      }
+      for (int64_t i = 0; i < n; ++i) dst[i] = e.dtype == DType::F16 ? f16_to_f32(raw[i]) : bf16_to_f32(raw[i]);
       return t;
     }
     default:
@@ -259,14 +283,13 @@ void write_safetensors(const std::filesystem::path& path,
   }
   std::string text = header.dump();
   while ((text.size() + 8) % 8) text += ' ';  // keep the data 8-byte aligned, as the reference writer does
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw IoError(path.string() + ": cannot open for writing");
-  uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& [name, t] : tensors)
-    out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.bytes()));
-  if (!out) throw IoError(path.string() + ": write failed");
+  files::Writer out(path);
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((text.size() >> (8 * i)) & 0xff);
+  out.write(len, 8);
+  out.write(text.data(), text.size());
+  for (const auto& [name, t] : tensors) out.write(t.data(), t.bytes());
+  out.commit();
 }
 
 }  // namespace pathpatch

@@ -3,9 +3,13 @@
 //
 // A file is: 8 bytes little-endian header length N, N bytes of JSON, then the data. Each JSON entry
 // names a tensor with its dtype, shape and [begin, end) byte offsets into the data. Everything in
-// the header is checked against the file before any byte is read: offsets inside the data, no
-// overlaps, bytes = elements x dtype size. Files are memory-mapped; F32 tensors are used in place,
-// F16 and BF16 are converted to F32 once, on load.
+// the header is checked against the file before any byte is read: one entry per name, offsets
+// inside the data, no overlaps, bytes = elements x dtype size.
+//
+// Tensors are read into memory when loaded (F16 and BF16 converted to F32), so nothing another
+// process does to the file afterwards can change a run. WeightAccess::Map instead uses F32 tensors
+// in place from a memory mapping: less memory and a faster start, but a file rewritten under a run
+// changes its weights, and one truncated under it kills the process with SIGBUS.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -29,10 +33,13 @@ struct TensorEntry {
   uint64_t begin = 0, end = 0;  // byte offsets into the data section
 };
 
+// How a checkpoint's tensors reach memory: copied (the default), or mapped (see above).
+enum class WeightAccess { Read, Map };
+
 class SafetensorsFile {
  public:
-  // Maps and validates the file; throws IoError or FormatError naming the file and the tensor.
-  static SafetensorsFile open(const std::filesystem::path& path);
+  // Opens and validates the file; throws IoError or FormatError naming the file and the tensor.
+  static SafetensorsFile open(const std::filesystem::path& path, WeightAccess access = WeightAccess::Read);
 
   const std::filesystem::path& path() const { return path_; }
   const std::vector<TensorEntry>& entries() const { return entries_; }
@@ -40,13 +47,17 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   // The tensor as F32 (F32, F16 and BF16 storage; other dtypes are a WeightError naming it).
+  // IoError if the file changed size since it was opened.
   Tensor load(const std::string& name) const;
   Tensor load(const TensorEntry& entry) const;
 
  private:
+  void read_bytes(void* into, uint64_t offset, uint64_t bytes, const TensorEntry& e) const;
+
   std::filesystem::path path_;
-  std::shared_ptr<const void> map_;  // keeps the mapping alive for borrowed F32 tensors
-  const uint8_t* data_ = nullptr;    // start of the data section
+  std::shared_ptr<const int> fd_;    // WeightAccess::Read: the open file
+  std::shared_ptr<const void> map_;  // WeightAccess::Map: keeps the mapping alive for borrowed tensors
+  uint64_t data_offset_ = 0;         // start of the data section in the file
   uint64_t data_size_ = 0;
   std::vector<TensorEntry> entries_;
   std::map<std::string, size_t> index_;

@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 #include "models/json_text.hpp"
 #include "models/tokenizer.hpp"
 
@@ -390,14 +391,7 @@ class BpeTokenizer final : public Tokenizer {
 // ---- reading the files ----
 
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(path.string() + ": read failed");
-  return ss.str();
-}
+std::string read_file(const fs::path& path) { return files::read(path, files::kMaxTokenizerBytes, "tokenizer file"); }
 
 json parse_json(const fs::path& path) {
   std::string text = read_file(path);
@@ -542,13 +536,13 @@ std::shared_ptr<const Tokenizer> load_hf_bpe_tokenizer(const fs::path& tokenizer
 std::shared_ptr<const Tokenizer> load_tokenizer(const fs::path& dir) {
   if (!fs::is_directory(dir)) throw IoError(dir.string() + ": not a folder");
   const fs::path vocab = dir / "vocab.json", merges = dir / "merges.txt";
-  if (fs::exists(vocab) || fs::exists(merges)) {
-    if (!fs::exists(merges)) throw TokenizerError(vocab.string() + " needs merges.txt beside it, which is missing");
-    if (!fs::exists(vocab)) throw TokenizerError(merges.string() + " needs vocab.json beside it, which is missing");
+  if (files::exists(vocab) || files::exists(merges)) {
+    if (!files::exists(merges)) throw TokenizerError(vocab.string() + " needs merges.txt beside it, which is missing");
+    if (!files::exists(vocab)) throw TokenizerError(merges.string() + " needs vocab.json beside it, which is missing");
     return load_bpe_tokenizer(vocab, merges);
   }
-  if (fs::exists(dir / "tokenizer.model")) return load_sentencepiece_tokenizer(dir / "tokenizer.model");
-  if (fs::exists(dir / "tokenizer.json")) return load_hf_bpe_tokenizer(dir / "tokenizer.json");
+  if (files::exists(dir / "tokenizer.model")) return load_sentencepiece_tokenizer(dir / "tokenizer.model");
+  if (files::exists(dir / "tokenizer.json")) return load_hf_bpe_tokenizer(dir / "tokenizer.json");
   return nullptr;
 }
 

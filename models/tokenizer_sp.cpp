@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 #include "models/tokenizer.hpp"
 
 namespace pathpatch {
@@ -80,12 +81,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 }  // namespace
 
 std::shared_ptr<const Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_file) {
-  std::ifstream in(model_file, std::ios::binary);
-  if (!in) throw IoError(model_file.string() + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(model_file.string() + ": read failed");
-  return std::make_shared<SentencePieceTokenizer>(ss.str(), model_file.string());
+  return std::make_shared<SentencePieceTokenizer>(
+      files::read(model_file, files::kMaxTokenizerBytes, "sentencepiece model"), model_file.string());
 }
 
 }  // namespace pathpatch

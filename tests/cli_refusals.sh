@@ -32,11 +32,11 @@ expect 2 "A subcommand is required"
 expect 2 "--model is required" info
 expect 2 "" forward --model "$gold" --no-such-flag
 # Bad input: 1, and the message names what and where.
-expect 1 "/nonexistent/config.json: cannot open" info --model /nonexistent
+expect 1 "/nonexistent: no such model folder" info --model /nonexistent
 expect 1 "'x' is not an integer" forward --model "$gold" --ids 3,x
 expect 1 "token id 999999 at row 0, position 0 is outside the vocabulary" forward --model "$gold" --ids 999999
 expect 1 "has no tokenizer" forward --model "$gold" --text hi
-expect 1 "cannot open for writing" forward --model "$gold" --ids 3,4 --dump /nonexistent/x.safetensors
+expect 1 "/nonexistent/x.safetensors: cannot write (no such file or directory)" forward --model "$gold" --ids 3,4 --dump /nonexistent/x.safetensors
 expect 1 "matches no activation" forward --model "$gold" --ids 3,4 --dump "$tmp/x.safetensors" --names 'zzz*'
 expect 1 "patching needs the same length" paths --model "$zoo" --clean "$clean" --corrupt "When Mary went" \
   --answer ' Mary' --wrong ' John'

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "graph/error.hpp"
+#include "graph/files.hpp"
 
 namespace pathpatch::viz {
 
@@ -314,11 +315,6 @@ std::string rasterize_image(const std::filesystem::path& image, const std::strin
   }
 }
 
-void write_file(const std::filesystem::path& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw IoError("cannot write " + path.string());
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!f) throw IoError("error while writing " + path.string());
-}
+void write_file(const std::filesystem::path& path, const std::string& bytes) { files::write(path, bytes); }
 
 }  // namespace pathpatch::viz

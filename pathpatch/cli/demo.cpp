@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "pathpatch/cli/options.hpp"
+#include "graph/files.hpp"
 #include "pathpatch/analysis.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/heatmap.hpp"
@@ -33,10 +34,9 @@ struct TaskInfo {
 
 TaskInfo read_task(const Model& m) {
   TaskInfo info;
-  std::ifstream in(m.dir() / "circuit.json");
-  if (!in) return info;
+  if (!files::exists(m.dir() / "circuit.json")) return info;
   try {
-    nlohmann::json j = nlohmann::json::parse(in);
+    nlohmann::json j = nlohmann::json::parse(files::read(m.dir() / "circuit.json", files::kMaxConfigBytes, "circuit"));
     if (j.contains("token_range")) {
       info.lo = j["token_range"][0].get<int32_t>();
       info.hi = j["token_range"][1].get<int32_t>();
@@ -155,7 +155,7 @@ int run_demo(const Model& model, const std::string& out_dir) {
   std::snprintf(line, sizeof line, "wrote %s/{senders-to-logits.svg,senders-to-keys.svg,senders-to-logits.csv,circuit.svg,"
                 "paths.svg,summary.txt} in %.1f s", out_dir.c_str(), seconds);
   say(line);
-  std::ofstream(fs::path(out_dir) / "summary.txt") << summary.str();
+  files::write(fs::path(out_dir) / "summary.txt", summary.str());
   return found ? 0 : kBadInput;
 }
 

@@ -131,7 +131,12 @@ int main(int argc, char** argv) {
                 spent / 1e9, 100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target, ru.ru_maxrss / 1024.0);
     std::printf("%-36s", "    time in steps:");  // where the engine's time went, by kind of step
     for (const auto& [kind, sec] : stats.seconds) std::printf(" %s %.2f s,", kind.c_str(), sec);
-    std::printf("\n");
+    // Where the peak went: the weights, the memo cache at its fullest, idle pooled buffers at their
+    // most, and the rest (the sweeps' working tensors, the allocator, the program).
+    const double mb = 1 << 20, model_mb = 4.0 * c.n_params() / mb, cache_mb = stats.peak_bytes / mb,
+                 pool_mb = pp::buffer_pool_peak_idle_bytes() / mb, rss_mb = ru.ru_maxrss / 1024.0;
+    std::printf("\n%-36s model %.0f MB + cache %.0f MB + idle pool %.0f MB + working set %.0f MB (peaks so far)\n",
+                "    peak RSS:", model_mb, cache_mb, pool_mb, rss_mb - model_mb - cache_mb - pool_mb);
   }
   if (torch) std::printf("\nPyTorch timed on every %dth variant and scaled to the whole sweep.\n", every);
   return 0;

@@ -7,6 +7,15 @@ namespace pathpatch {
 
 Cache::Cache(uint64_t budget_bytes) : budget_(budget_bytes) {}
 
+Cache::Lease::Lease(Cache& cache, const char* who) : cache_(cache) {
+  bool expected = false;
+  if (!cache_.in_use_.compare_exchange_strong(expected, true, std::memory_order_acquire))
+    throw InputError(std::string(who) + ": this Cache is in use by another run at the same time; a Cache serves one "
+                     "run at a time: give each thread its own Cache (a loaded Model may be shared)");
+}
+
+Cache::Lease::~Lease() { cache_.in_use_.store(false, std::memory_order_release); }
+
 void Cache::bind_owner(uint64_t model_id) {
   if (owner_ && owner_ != model_id)
     throw InputError("this cache holds values of another model; use one cache per model");

@@ -5,7 +5,12 @@
 // held pass the budget, the least recently used entries are dropped; a later need recomputes them
 // from their provenance. One cache serves many runs on one model, so a sweep of experiments pays
 // only for what differs between them.
+//
+// Threads: a Cache serves one run at a time. Runs on several threads may take turns with one
+// cache; a run that starts while another holds it gets an InputError, never a corrupted cache.
+// Give each thread its own Cache to run at the same time (a loaded Model is immutable and shared).
 #include <cstdint>
+#include <atomic>
 #include <list>
 #include <memory>
 #include <optional>
@@ -47,6 +52,21 @@ class Cache {
  public:
   static constexpr uint64_t kDefaultBudget = 4ull << 30;
   explicit Cache(uint64_t budget_bytes = kDefaultBudget);
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+
+  // Held by a run (or a drawing of a result's provenance) while it uses the cache. `who` names
+  // the user in the InputError a second, overlapping user gets.
+  class Lease {
+   public:
+    Lease(Cache& cache, const char* who);
+    ~Lease();
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+
+   private:
+    Cache& cache_;
+  };
 
   ExprTable& exprs() { return exprs_; }
   const ExprTable& exprs() const { return exprs_; }
@@ -106,6 +126,7 @@ class Cache {
   };
   std::unordered_map<Key, Entry, KeyHash> map_;
   CacheCounters counters_;
+  std::atomic<bool> in_use_{false};
 };
 
 }  // namespace pathpatch

@@ -82,6 +82,12 @@ uint64_t hash_tensor(const Tensor& t) {
   return hash_combine(h, f);
 }
 
+bool BoundIntervention::same_effect(const BoundIntervention& o) const {
+  if (op != o.op || act != o.act || heads != o.heads || positions != o.positions || source != o.source) return false;
+  if (value.defined() != o.value.defined()) return false;
+  return !value.defined() || bit_equal(value, o.value);
+}
+
 uint64_t BoundIntervention::key() const {
   uint64_t h = hash_combine(static_cast<uint64_t>(op), static_cast<uint64_t>(act));
   h = hash_combine(h, heads.size());

@@ -49,7 +49,10 @@ struct BoundIntervention {
   Tensor value;
   uint64_t value_hash = 0;
   std::string label;
-  uint64_t key() const;        // identifies the computation (probes have no effect on it)
+  uint64_t key() const;        // a hash of what it computes (probes have no effect on it)
+  // Whether two change the activation alike (everything but the label; values compared bit for
+  // bit): what a key's hit is confirmed by, so that a hash collision never merges two.
+  bool same_effect(const BoundIntervention& o) const;
 };
 
 // What a probe recorded: one computed instance of a probed activation.

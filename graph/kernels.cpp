@@ -7,21 +7,45 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 
 namespace pathpatch::kernels {
 
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 
-void set_threads(int n) { openblas_set_num_threads(std::max(1, n)); }
-int threads() { return openblas_get_num_threads(); }
+namespace {
 
-SingleThreadedBlas::SingleThreadedBlas(bool active) : saved_(active ? threads() : 0) {
-  if (saved_ > 1) set_threads(1);
+// The BLAS thread count is one setting for the whole process: changes go through here.
+std::mutex blas_mutex;
+int single_scopes = 0;  // SingleThreadedBlas scopes open, on any thread
+int wanted = 0;         // the count to go back to when the last one ends
+
+}  // namespace
+
+void set_threads(int n) {
+  std::lock_guard<std::mutex> lock(blas_mutex);
+  wanted = std::max(1, n);
+  if (single_scopes == 0) openblas_set_num_threads(wanted);
+}
+
+int threads() {
+  std::lock_guard<std::mutex> lock(blas_mutex);
+  return single_scopes ? wanted : openblas_get_num_threads();
+}
+
+SingleThreadedBlas::SingleThreadedBlas(bool active) : active_(active) {
+  if (!active_) return;
+  std::lock_guard<std::mutex> lock(blas_mutex);
+  if (single_scopes++ > 0) return;
+  wanted = openblas_get_num_threads();
+  if (wanted > 1) openblas_set_num_threads(1);
 }
 
 SingleThreadedBlas::~SingleThreadedBlas() {
-  if (saved_ > 1) set_threads(saved_);
+  if (!active_) return;
+  std::lock_guard<std::mutex> lock(blas_mutex);
+  if (--single_scopes == 0 && wanted > 1) openblas_set_num_threads(wanted);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,

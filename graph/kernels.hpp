@@ -13,7 +13,8 @@ void set_threads(int n);
 int threads();
 
 // One BLAS thread while in scope. For runs of small products (one per attention head), where
-// waking the second thread costs more than it saves.
+// waking the second thread costs more than it saves. Scopes may overlap across threads (runs on
+// several threads): the BLAS goes back to its threads when the last one ends.
 class SingleThreadedBlas {
  public:
   explicit SingleThreadedBlas(bool active = true);
@@ -22,7 +23,7 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int saved_ = 0;
+  bool active_;
 };
 
 // C[M,N] = op(A)[M,K] * op(B)[K,N] + beta * C. The one call site of SGEMM in the project: every

@@ -58,18 +58,26 @@ uint32_t ExprTable::intern_list(std::vector<BoundIntervention> list) {
   if (list.empty()) return 0;
   uint64_t key = 0x6a09e667f3bcc909ull;
   for (const auto& iv : list) key = hash_combine(key, iv.key());
-  auto it = list_index_.find(key);
-  if (it != list_index_.end()) return it->second;
+  auto same = [&](const std::vector<BoundIntervention>& other) {
+    if (other.size() != list.size()) return false;
+    for (size_t i = 0; i < list.size(); ++i)
+      if (!list[i].same_effect(other[i])) return false;
+    return true;
+  };
+  for (auto [it, end] = list_index_.equal_range(key); it != end; ++it)
+    if (same(lists_[it->second])) return it->second;
   uint32_t id = static_cast<uint32_t>(lists_.size());
   lists_.push_back(std::move(list));
-  list_index_[key] = id;
+  list_index_.emplace(key, id);
   return id;
 }
 
 uint64_t ExprTable::add_input(const Batch& b) {
-  uint64_t k = b.key();
-  inputs_.emplace(k, b);
-  return k;
+  // Another batch under the same hash takes the next free key.
+  for (uint64_t k = b.key();; ++k) {
+    auto [it, added] = inputs_.emplace(k, b);
+    if (added || (it->second.ids == b.ids && it->second.mask == b.mask && it->second.size == b.size)) return k;
+  }
 }
 
 const Batch& ExprTable::input(uint64_t key) const {

@@ -49,7 +49,7 @@ class ExprTable {
   uint32_t intern_list(std::vector<BoundIntervention> list);  // 0 for an empty list
   const std::vector<BoundIntervention>& list(uint32_t id) const { return lists_.at(id); }
 
-  uint64_t add_input(const Batch& b);  // registers a batch, returns its key
+  uint64_t add_input(const Batch& b);  // registers a batch, returns its key (Batch::key() unless taken)
   const Batch& input(uint64_t key) const;
 
  private:
@@ -59,7 +59,9 @@ class ExprTable {
   std::vector<Expr> exprs_;  // id 0 is a sentinel
   std::unordered_map<Expr, ExprId, Hash> index_;
   std::vector<std::vector<BoundIntervention>> lists_;
-  std::unordered_map<uint64_t, uint32_t> list_index_;
+  // Hashes of contents (lists, input batches) are confirmed by comparing the contents on a hit:
+  // a collision gets an entry of its own, never another's.
+  std::unordered_multimap<uint64_t, uint32_t> list_index_;
   std::unordered_map<uint64_t, Batch> inputs_;
 };
 

@@ -77,6 +77,7 @@ class BufferPool {
         lru_.push_front(b);
         by_size_.emplace(b.bytes, lru_.begin());
         held_ += b.bytes;
+        peak_ = std::max(peak_, held_);
         return;
       }
     }
@@ -97,6 +98,16 @@ class BufferPool {
   size_t limit() {
     std::lock_guard<std::mutex> lock(mu_);
     return limit_;
+  }
+
+  size_t peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_;
+  }
+
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    evict_until(0);
   }
 
  private:
@@ -120,6 +131,7 @@ class BufferPool {
   std::list<Buffer> lru_;                                     // newest first
   std::multimap<size_t, std::list<Buffer>::iterator> by_size_;  // the same buffers, by size
   size_t held_ = 0;
+  size_t peak_ = 0;
   size_t limit_ = default_limit();
 
   // An eighth of the machine's memory, between 256 MiB and 4 GiB: enough for a sweep's stacked
@@ -148,6 +160,8 @@ std::shared_ptr<float> allocate(int64_t count) {
 void set_buffer_pool_limit(size_t bytes) { pool().set_limit(bytes); }
 size_t buffer_pool_limit() { return pool().limit(); }
 size_t buffer_pool_idle_bytes() { return pool().held(); }
+size_t buffer_pool_peak_idle_bytes() { return pool().peak(); }
+void release_idle_buffers() { pool().release(); }
 
 Tensor::Tensor(Shape shape)
     : shape_(std::move(shape)), numel_(pathpatch::numel(shape_)), data_(allocate(numel_)), owned_(true) {

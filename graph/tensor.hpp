@@ -59,6 +59,9 @@ class Tensor {
 void set_buffer_pool_limit(size_t bytes);
 size_t buffer_pool_limit();
 size_t buffer_pool_idle_bytes();
+size_t buffer_pool_peak_idle_bytes();  // the most it has held idle since the process started
+// Frees every idle buffer: sweeps call it as they end, so a finished sweep holds no idle memory.
+void release_idle_buffers();
 
 // Max |a - b| over all elements; shapes must match.
 float max_abs_diff(const Tensor& a, const Tensor& b);

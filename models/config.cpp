@@ -1,6 +1,8 @@
 #include "models/config.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -78,6 +80,18 @@ double ConfigKeys::number_or(std::initializer_list<const char*> names, double fa
   if (!v) return fallback;
   if (!v->is_number()) fail("key " + key_list(names) + " must be a number, got " + detail::json_text(*v));
   return v->get<double>();
+}
+
+float ConfigKeys::positive_float(std::initializer_list<const char*> names, double fallback) const {
+  const double v = number_or(names, fallback);
+  if (!(v > 0) || !std::isfinite(v)) fail("key " + key_list(names) + " must be positive, got " + std::to_string(v));
+  if (v < std::numeric_limits<float>::min() || v > std::numeric_limits<float>::max()) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, " = %g is outside what float32 holds (%g to %g)", v, std::numeric_limits<float>::min(),
+                  std::numeric_limits<float>::max());
+    fail("key " + key_list(names) + buf);
+  }
+  return static_cast<float>(v);
 }
 
 bool ConfigKeys::boolean_or(std::initializer_list<const char*> names, bool fallback) const {

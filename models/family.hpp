@@ -53,6 +53,8 @@ class ConfigKeys {
   int integer(std::initializer_list<const char*> names) const;
   int integer_or(std::initializer_list<const char*> names, int fallback) const;
   double number_or(std::initializer_list<const char*> names, double fallback) const;
+  // A positive number that float32 holds as a normal number (a norm epsilon): checked as read.
+  float positive_float(std::initializer_list<const char*> names, double fallback) const;
   bool boolean_or(std::initializer_list<const char*> names, bool fallback) const;
   std::string string_or(std::initializer_list<const char*> names, const std::string& fallback) const;
   const nlohmann::json* find(std::initializer_list<const char*> names) const;  // null if absent or null

@@ -11,6 +11,12 @@ namespace pathpatch {
 
 namespace {
 
+// Declared first in a sweep, destroyed last: once everything the sweep held is freed, the idle
+// buffers go back to the system, so a finished sweep keeps no idle memory.
+struct ReleaseIdleBuffers {
+  ~ReleaseIdleBuffers() { release_idle_buffers(); }
+};
+
 const char* const kLayerSites[] = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"};
 const char* const kHeadSites[] = {"z", "q", "k", "v", "pattern", "result"};
 
@@ -113,6 +119,7 @@ std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>
 std::map<std::string, SweepResult> activation_patching(const Model& model, const Batch& clean, const Batch& corrupted,
                                                        const Sites& sites, const Metric& metric,
                                                        const PatchingOptions& options) {
+  const ReleaseIdleBuffers release_at_the_end;
   check_inputs(model, {clean, corrupted});
   for (const std::string& n : sites.names) check_site(model, n);
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
@@ -157,9 +164,9 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
   std::map<std::string, SweepResult> out;
   for (const std::string& name : sites.names) {
     const bool per_head = is_head_site(name);
-    const Graph& g = model.graph();
-    const bool kv = per_head && g.activation(g.find_activation(name + std::to_string(layers[0]))).kv_heads;
-    const int heads = per_head ? (kv ? g.n_kv_heads() : g.n_heads()) : 1;
+    const Graph& graph = model.graph();
+    const bool kv = per_head && graph.activation(graph.find_activation(name + std::to_string(layers[0]))).kv_heads;
+    const int heads = per_head ? (kv ? graph.n_kv_heads() : graph.n_heads()) : 1;
     SweepResult res;
     res.title = name;
     res.metric = metric.name();
@@ -217,13 +224,14 @@ Pattern sender_pattern(const Model& m, const Sender& s) {
   const ModelConfig& c = m.config();
   if (s.layer < 0 || s.layer >= c.n_layers)
     throw InputError("sender layer " + std::to_string(s.layer) + " does not exist (the model has " + std::to_string(c.n_layers) + ")");
+  if (s.head >= c.n_heads || s.head < -1)
+    throw InputError("sender head " + std::to_string(s.head) + " does not exist (the model has " +
+                     std::to_string(c.n_heads) + "; -1 stands for the layer's MLP)");
   if (s.head < 0) {
     if (!m.graph().has_mlp()) throw InputError("sender: this model has no MLPs");
     return Pattern::sequence({Pattern::name(PathName::residual(Block::Mlp, s.layer)),
                               Pattern::name(PathName::sublayer(Block::Mlp, s.layer))});
   }
-  if (s.head >= c.n_heads)
-    throw InputError("sender head " + std::to_string(s.head) + " does not exist (the model has " + std::to_string(c.n_heads) + ")");
   return Pattern::sequence({Pattern::name(PathName::residual(Block::Attn, s.layer)),
                             Pattern::name(PathName::sublayer(Block::Attn, s.layer)),
                             Pattern::name(PathName::head_of(s.layer, s.head))});
@@ -306,9 +314,11 @@ SweepResult grid(const Model& m, const std::string& title, const Scorer& scorer,
 SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& corrupted,
                           const std::vector<Receiver>& receivers, const Metric& metric,
                           const PathPatchingOptions& options, bool include_mlps) {
+  const ReleaseIdleBuffers release_at_the_end;
   check_inputs(model, {clean, corrupted});
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
+  for (const Receiver& r : receivers) receiver_pattern(model, r);  // refuses a receiver the model does not have
   const int H = model.config().n_heads;
   const bool mlps = include_mlps && model.graph().has_mlp();
   const int columns = H + (mlps ? 1 : 0);
@@ -333,6 +343,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
 SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch& corrupted,
                             const std::vector<Sender>& senders, Receiver::Kind kind, const Metric& metric,
                             const PathPatchingOptions& options) {
+  const ReleaseIdleBuffers release_at_the_end;
   check_inputs(model, {clean, corrupted});
   if (kind == Receiver::Logits) throw InputError("sweep_receivers: sweep heads' q, k, v or input, not the logits");
   if (senders.empty()) throw InputError("sweep_receivers: no senders");

@@ -248,6 +248,8 @@ bool glob_match(const char* p, const char* s) {
 }
 
 constexpr int kAny = -2;  // the atom of `...`: every name
+// The most steps compiling a rule set may take (about a second on one core); past it, a RuleError.
+constexpr uint64_t kMaxCompileSteps = 8'000'000;
 
 struct NfaState {
   std::vector<int> eps;
@@ -451,12 +453,23 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
   std::vector<int> representative(m.classes);
   for (size_t s = 0; s < alphabet.size(); ++s) representative[m.klass[s]] = static_cast<int>(s);
 
-  // Subset construction.
+  // Subset construction. Its work grows with the product of the rules' length and the number of
+  // automaton states, which patterns of many wildcards (`* * * ...`) make large: it is bounded, and
+  // rules past the bound are refused rather than compiled for minutes.
+  uint64_t work = 0;
+  auto charge = [&](uint64_t steps) {
+    work += steps;
+    if (work > kMaxCompileSteps)
+      throw RuleError("the path rules are too large to compile (more than " + std::to_string(kMaxCompileSteps) +
+                      " steps of the automaton construction); use fewer or more specific names, or `...` in place "
+                      "of runs of `*`");
+  };
   auto closure = [&](std::set<int> states) {
     std::vector<int> stack(states.begin(), states.end());
     while (!stack.empty()) {
       int q = stack.back();
       stack.pop_back();
+      charge(1 + nfa[q].eps.size());
       for (int e : nfa[q].eps)
         if (states.insert(e).second) stack.push_back(e);
     }
@@ -475,6 +488,7 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
     std::vector<int> row(m.classes);
     for (int c = 0; c < m.classes; ++c) {
       std::set<int> next;
+      charge(dfa_sets[d].size());
       for (int q : dfa_sets[d]) {
         const NfaState& n = nfa[q];
         if (n.atom == kAny || (n.atom >= 0 && atoms[n.atom][representative[c]])) next.insert(n.next);

@@ -28,7 +28,8 @@
 //
 // The engine splits only where rules tell paths apart: the rules compile to a minimised automaton,
 // and the memo key is (node, automaton state), so the work is at most nodes x states however many
-// paths the rules distinguish.
+// paths the rules distinguish. Compiling is bounded too: rules whose automaton construction would
+// take more than 8 million steps (a thousand wildcards in a row) are refused with a RuleError.
 #include <memory>
 #include <string>
 #include <string_view>

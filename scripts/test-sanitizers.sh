@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds the library and the whole test suite with AddressSanitizer +
 # UndefinedBehaviorSanitizer (the `asan` preset: build-asan/, RelWithDebInfo, no examples or
-# benchmarks) and runs the suite there. Any ASan, LeakSanitizer or UBSan report fails the run.
-# Extra arguments go to ctest (e.g. -R tokenizer).
+# benchmarks) and runs the suite there; then the library and the thread tests with ThreadSanitizer
+# (the `tsan` preset: build-tsan/). Any ASan, LeakSanitizer, UBSan or TSan report fails the run.
+# Extra arguments go to the ASan ctest (e.g. -R tokenizer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh   # g++'s sanitizer runtimes (libasan, libubsan) come with build-essential
@@ -18,4 +19,13 @@ status=0
 ctest --test-dir build-asan --output-on-failure -j "$jobs" "$@" || status=$?
 end=$(date +%s)
 echo "test-sanitizers: build $((built - start)) s, tests $((end - built)) s"
+
+# ThreadSanitizer: the library and the thread tests. One BLAS thread: OpenBLAS's own workers are
+# not instrumented, so TSan could not see how they hand results back.
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan -j "$jobs"
+tsan_built=$(date +%s)
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 OPENBLAS_NUM_THREADS=1 \
+  ctest --test-dir build-tsan --output-on-failure -j 1 || status=$?
+echo "test-sanitizers: tsan build $((tsan_built - end)) s, tests $(($(date +%s) - tsan_built)) s"
 exit "$status"

@@ -52,6 +52,28 @@ expect 1 "'a7' matches no path name of this model; closest valid names: a0" trac
   --clean "$clean" --corrupt "$corrupt" --rule 'ln_final a7=1'
 expect 1 'unknown output format "bogus"' trace --model "$zoo" --clean "$clean" --corrupt "$corrupt" \
   --rule 'ln_final a1=1' --render "$tmp/x.bogus"
+# Faults: negative indices, full disks, what the file system refuses, sizes (exit 1, never 3).
+expect 1 "layers and heads count from 0" paths --model "$zoo" "${sweep[@]}" --senders 0.-1
+expect 1 "layers and heads count from 0" paths --model "$zoo" "${sweep[@]}" --receiver q:-1.0
+expect 1 "layers count from 0" paths --model "$zoo" "${sweep[@]}" --senders mlp:-1
+ln -s /dev/full "$tmp/full.csv"
+expect 1 "full.csv: cannot write (no space left on device)" patch --model "$zoo" "${sweep[@]}" --sites resid_pre \
+  --out "$tmp/full.csv"
+expect 1 "cannot write (no space left on device)" forward --model "$gold" --ids 3,4 --dump /dev/full
+touch "$tmp/a-file"
+expect 1 "cannot make this folder" demo --out "$tmp/a-file"
+expect 1 "--out: an empty folder name" demo --out ''
+expect 1 "cannot make this folder" demo --out /proc/no-such-dir
+mkdir "$tmp/loop"
+ln -s config.json "$tmp/loop/config.json"
+expect 1 "too many levels of symbolic links" info --model "$tmp/loop"
+mkdir "$tmp/fifo"
+mkfifo "$tmp/fifo/config.json"
+expect 1 "a FIFO, not a regular file" info --model "$tmp/fifo"
+mkdir "$tmp/zero"
+ln -s /dev/zero "$tmp/zero/config.json"
+expect 1 "not a regular file" info --model "$tmp/zero"
+expect 1 "--cache-bytes: '12X'" forward --model "$gold" --ids 3,4 --cache-bytes 12X
 
 [ "$failures" -eq 0 ] && echo "all CLI refusals as documented"
 exit $((failures > 0))

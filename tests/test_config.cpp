@@ -50,7 +50,9 @@ TEST_CASE("configs the forwards cannot honour are refused naming the key", "[con
   CHECK_THAT(msg(R"(, "hidden_act": "relu")", true), Catch::Contains("hidden_act 'relu' is not supported"));
   CHECK(msg(R"(, "attention_bias": true, "mlp_bias": true, "hidden_act": "gelu")", true) == "(no error)");
   CHECK_THAT(msg(R"(, "rope_theta": 0)", true), Catch::Contains("rope_theta must be positive"));
-  CHECK_THAT(msg(R"(, "rms_norm_eps": -1)", true), Catch::Contains("epsilon must be positive"));
+  CHECK_THAT(msg(R"(, "rms_norm_eps": -1)", true), Catch::Contains("'rms_norm_eps' must be positive"));
+  CHECK_THAT(msg(R"(, "rms_norm_eps": 1e-300)", true), Catch::Contains("outside what float32 holds"));
+  CHECK_THAT(msg(R"(, "layer_norm_epsilon": 1e300)", false), Catch::Contains("outside what float32 holds"));
   CHECK(msg(R"(, "rope_scaling": {"type": "linear", "factor": 2})", true) == "(no error)");
   CHECK_THAT(msg(R"(, "rope_scaling": {"type": "dynamic", "factor": 2})", true),
              Catch::Contains("rope_scaling") && Catch::Contains("not supported"));

@@ -507,6 +507,7 @@ DiagramOptions DiagramOptions::for_inputs(const std::vector<Batch>& inputs, std:
 
 Digraph provenance_graph(const Result& r, const Model& m, const DiagramOptions& o) {
   if (!r.cache || r.root == 0) throw InputError("provenance diagram: the result holds no provenance (no run behind it)");
+  const Cache::Lease lease(*r.cache, "provenance diagram");  // the drawing reads the cache's steps
   const ExprTable& t = r.cache->exprs();
   Dag d = analyse(t, r.root, o.input_keys);
   Drawing w = collapse(d, m.graph(), o.collapse);

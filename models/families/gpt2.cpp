@@ -13,7 +13,7 @@ void configure(const ConfigKeys& k, ModelConfig& c) {
   c.vocab_size = k.integer({"vocab_size"});
   c.n_ctx = k.integer({"n_positions", "n_ctx", "max_position_embeddings"});
   c.norm = Norm::LayerNorm;
-  c.norm_eps = static_cast<float>(k.number_or({"layer_norm_epsilon"}, 1e-5));
+  c.norm_eps = k.positive_float({"layer_norm_epsilon"}, 1e-5);
   c.learned_positions = true;
   c.attn_only = k.boolean_or({"attn_only"}, false);
   const int64_t inner = k.has("n_inner") ? k.integer({"n_inner"}) : 4 * int64_t(c.d_model);

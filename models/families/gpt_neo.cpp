@@ -48,7 +48,7 @@ void configure(const ConfigKeys& k, ModelConfig& c) {
   if (inner > (1 << 30)) k.fail("the MLP width 4 x hidden_size = " + std::to_string(inner) + " is larger than 2^30");
   c.d_mlp = static_cast<int>(inner);
   c.norm = Norm::LayerNorm;
-  c.norm_eps = static_cast<float>(k.number_or({"layer_norm_epsilon"}, 1e-5));
+  c.norm_eps = k.positive_float({"layer_norm_epsilon"}, 1e-5);
   c.learned_positions = true;
   c.attn_scale = 1;  // GPT-Neo does not divide scores by sqrt(d_head)
   attention_types(k, c);

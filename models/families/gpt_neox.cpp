@@ -15,7 +15,7 @@ void configure(const ConfigKeys& k, ModelConfig& c) {
   c.vocab_size = k.integer({"vocab_size"});
   c.n_ctx = k.integer({"max_position_embeddings"});
   c.norm = Norm::LayerNorm;
-  c.norm_eps = static_cast<float>(k.number_or({"layer_norm_eps"}, 1e-5));
+  c.norm_eps = k.positive_float({"layer_norm_eps"}, 1e-5);
   c.rotary_fraction = k.number_or({"rotary_pct", "partial_rotary_factor"}, 0.25);
   c.rope_theta = k.number_or({"rotary_emb_base", "rope_theta"}, 10000);
   c.rope_scaling = k.rope_scaling();

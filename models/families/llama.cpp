@@ -17,7 +17,7 @@ void configure_common(const ConfigKeys& k, ModelConfig& c) {
   c.vocab_size = k.integer({"vocab_size"});
   c.n_ctx = k.integer({"max_position_embeddings"});
   c.norm = Norm::RMSNorm;
-  c.norm_eps = static_cast<float>(k.number_or({"rms_norm_eps"}, 1e-6));
+  c.norm_eps = k.positive_float({"rms_norm_eps"}, 1e-6);
   c.rotary_fraction = 1;
   c.rope_theta = k.number_or({"rope_theta"}, 10000);
   c.rope_scaling = k.rope_scaling();

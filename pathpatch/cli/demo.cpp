@@ -73,10 +73,10 @@ float mean(const std::vector<float>& v) {
 
 }  // namespace
 
-int run_demo(const Model& model, const std::string& out_dir) {
+int run_demo(const Model& model, const std::string& out_dir, const std::shared_ptr<Cache>& cache) {
   auto start = std::chrono::steady_clock::now();
   const ModelConfig& c = model.config();
-  fs::create_directories(out_dir);
+  prepare_output_folder(out_dir, "--out");
   std::ostringstream summary;
   auto say = [&](const std::string& line) {
     std::cout << line << "\n";
@@ -114,7 +114,7 @@ int run_demo(const Model& model, const std::string& out_dir) {
   for (int64_t t = rep; t < T - 1; ++t) scored.push_back(static_cast<int>(t));
   Metric metric = Metric::cross_entropy(scored);
   PathPatchingOptions o;
-  o.cache = std::make_shared<Cache>();
+  o.cache = cache;
   SweepResult to_logits = sweep_senders(model, clean.batch, corrupted, {Receiver::logits()}, metric, o);
   to_logits.title = "senders -> logits (loss on the repeated copy)";
   auto [sl, sh] = strongest(to_logits);

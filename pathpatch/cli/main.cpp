@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "pathpatch/cli/options.hpp"
+#include "graph/files.hpp"
 #include "models/safetensors.hpp"
 #include "pathpatch/pathpatch.hpp"
 #include "viz/diagrams.hpp"
@@ -39,9 +40,13 @@ int cmd_tokenize(const pp::Model& m, const std::vector<std::string>& texts) {
   return 0;
 }
 
+// The memo cache every command runs with (--cache-bytes).
+std::shared_ptr<pp::Cache> cache;
+
 int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::string& dump, const std::string& names) {
   pp::Batch batch = prompts.batch(m, "input");
   pp::RunOptions opt;
+  opt.cache = cache;
   if (!dump.empty())
     for (const auto& a : m.graph().activations())
       if (fnmatch(names.c_str(), a.name.c_str(), 0) == 0) opt.interventions.push_back(pp::probe(a.name));
@@ -70,6 +75,7 @@ int cmd_patch(const pp::Model& m, const Experiment& x, const std::string& sites_
   sites.layers = parse_ints(layers, "--layers");
   parse_positions(positions, sites);
   pp::PatchingOptions o;
+  o.cache = cache;
   o.direction = noise ? pp::Direction::Noise : pp::Direction::Denoise;
   ProgressBar bar("patching");
   o.progress = bar.callback();
@@ -90,6 +96,7 @@ int cmd_paths(const pp::Model& m, const Experiment& x, const std::vector<std::st
               const std::string& senders_spec, const std::string& kind, bool mlps_on_path, bool include_mlps,
               const Outputs& outputs) {
   pp::PathPatchingOptions o;
+  o.cache = cache;
   o.mlps_on_path = mlps_on_path;
   ProgressBar bar("path patching");
   o.progress = bar.callback();
@@ -121,7 +128,9 @@ int cmd_trace(const pp::Model& m, const Prompts& clean, const Prompts& corrupted
     pr.add(r.substr(0, eq), parse_int(r.substr(eq + 1), "--rule '" + r + "' input"));
   }
   pr.otherwise(default_input);
-  pp::Result r = pp::run(m, {c, k}, pr);
+  pp::RunOptions opt;
+  opt.cache = cache;
+  pp::Result r = pp::run(m, {c, k}, pr, opt);
   std::cout << "steps " << r.stats.steps << ", computed " << r.stats.computed << ", cache hits " << r.stats.cache_hits
             << ", node visits " << r.stats.node_visits << ", " << r.stats.flops / 1e6 << " MFLOP\n";
   print_top_tokens(m, c, r.logits, top);
@@ -152,10 +161,13 @@ int main(int argc, char** argv) {
       "--render paths.svg\n"
       "\nExit codes: 0 success, 1 bad input (the message says what and where), 2 bad usage, 3 internal error.");
 
-  std::string model_dir;
+  std::string model_dir, cache_bytes = "4G", pool_bytes;
   auto add_model = [&](CLI::App* sub, bool required = true) {
     auto* o = sub->add_option("--model", model_dir, "Model folder (config.json, model.safetensors, tokenizer files)");
     if (required) o->required();
+    sub->add_option("--cache-bytes", cache_bytes, "Memory the memo cache may hold (512M, 4G, ...)")->capture_default_str();
+    sub->add_option("--pool-bytes", pool_bytes,
+                    "Idle tensor buffers kept for reuse (default: an eighth of the machine's memory, 256M to 4G)");
   };
 
   auto* info = app.add_subcommand("info", "Print a model's config, parameter count, nodes and activations");
@@ -233,6 +245,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kUsage;
   }
   try {
+    cache = std::make_shared<pp::Cache>(parse_bytes(cache_bytes, "--cache-bytes"));
+    if (!pool_bytes.empty()) pp::set_buffer_pool_limit(parse_bytes(pool_bytes, "--pool-bytes"));
+    if (*demo) prepare_output_folder(demo_out, "--out");  // before the work, not after it
     pp::Model model = pp::load_model(model_dir);
     if (*info) print_info(model);
     if (*tokenize) return cmd_tokenize(model, texts);
@@ -241,10 +256,13 @@ int main(int argc, char** argv) {
     if (*paths)
       return cmd_paths(model, spec.build(model), receivers, senders, receiver_kind, mlps_on_path, include_mlps, outputs);
     if (*trace) return cmd_trace(model, trace_clean, trace_corrupt, rules, default_input, top, render);
-    if (*demo) return run_demo(model, demo_out);
+    if (*demo) return run_demo(model, demo_out, cache);
     return 0;
   } catch (const pp::Error& e) {
     std::cerr << "pathpatch: " << e.what() << "\n";
+    return kBadInput;
+  } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave that the system refused
+    std::cerr << "pathpatch: " << e.path1().string() << ": " << pp::files::error_text(e.code().value()) << "\n";
     return kBadInput;
   } catch (const std::exception& e) {
     std::cerr << "pathpatch: internal error: " << e.what() << "\n";

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "graph/files.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/heatmap.hpp"
 
@@ -54,6 +56,33 @@ int parse_int(const std::string& s, const std::string& what) {
   return v[0];
 }
 
+uint64_t parse_bytes(const std::string& s, const std::string& what) {
+  size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) throw std::invalid_argument(s);
+    n = std::stoull(s, &used);
+  } catch (const std::exception&) {
+    throw InputError(what + ": '" + s + "' is not a size (a number of bytes, or 512K, 64M, 4G)");
+  }
+  const std::string unit = s.substr(used);
+  int shift = 0;
+  if (unit == "K" || unit == "k") shift = 10;
+  else if (unit == "M") shift = 20;
+  else if (unit == "G") shift = 30;
+  else if (!unit.empty()) throw InputError(what + ": '" + s + "': the unit must be K, M or G (powers of 1024)");
+  if (n > (UINT64_MAX >> shift)) throw InputError(what + ": '" + s + "' is too large");
+  return static_cast<uint64_t>(n) << shift;
+}
+
+void prepare_output_folder(const std::string& dir, const std::string& what) {
+  if (dir.empty()) throw InputError(what + ": an empty folder name");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!ec && !fs::is_directory(dir, ec)) ec = std::make_error_code(std::errc::not_a_directory);
+  if (ec) throw IoError(what + " '" + dir + "': cannot make this folder (" + files::error_text(ec.value()) + ")");
+}
+
 void parse_positions(const std::string& spec, Sites& sites) {
   auto colon = spec.find(':');
   std::string mode = spec.substr(0, colon), arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
@@ -77,6 +106,8 @@ namespace {
 std::pair<int, int> layer_head(const std::string& s, const std::string& what) {
   std::vector<int> v = parse_ints(s.find('.') == std::string::npos ? s : s.substr(0, s.find('.')) + "," + s.substr(s.find('.') + 1), what);
   if (v.size() != 2) throw InputError(what + ": '" + s + "' is not LAYER.HEAD (e.g. 1.3)");
+  if (v[0] < 0 || v[1] < 0)
+    throw InputError(what + ": '" + s + "': layers and heads count from 0 (an MLP sender is mlp:L)");
   return {v[0], v[1]};
 }
 
@@ -103,7 +134,9 @@ std::vector<Sender> parse_senders(const std::string& spec) {
   std::vector<Sender> out;
   for (const std::string& s : split_list(spec)) {
     if (s.rfind("mlp:", 0) == 0) {
-      out.push_back(Sender{parse_int(s.substr(4), "--senders mlp:L"), -1});
+      const int layer = parse_int(s.substr(4), "--senders mlp:L");
+      if (layer < 0) throw InputError("--senders '" + s + "': layers count from 0");
+      out.push_back(Sender{layer, -1});
     } else {
       auto [layer, head] = layer_head(s, "--senders");
       out.push_back(Sender{layer, head});

@@ -65,6 +65,7 @@ std::vector<std::string> split_list(const std::string& s, char sep = ',');
 std::string join(const std::vector<std::string>& parts, const std::string& sep);
 std::vector<int> parse_ints(const std::string& s, const std::string& what);
 int parse_int(const std::string& s, const std::string& what);  // exactly one
+uint64_t parse_bytes(const std::string& s, const std::string& what);  // 1000, 512K, 64M, 4G (powers of 1024)
 void parse_positions(const std::string& spec, Sites& sites);
 Receiver parse_receiver(const std::string& spec);  // logits | q:L.H | k:L.H | v:L.H | input:L.H
 Receiver::Kind parse_receiver_kind(const std::string& kind);
@@ -76,6 +77,10 @@ void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, 
 // Prints the numbers (three axes: the cells farthest from `base`, the unpatched value).
 void print_sweep(const SweepResult& sweep, float base);
 
-int run_demo(const Model& model, const std::string& out_dir);
+int run_demo(const Model& model, const std::string& out_dir, const std::shared_ptr<Cache>& cache);
+
+// Creates `dir` (and its parents) for output files: IoError naming it if that fails (a file in the
+// way, no permission).
+void prepare_output_folder(const std::string& dir, const std::string& what);
 
 }  // namespace pathpatch::cli

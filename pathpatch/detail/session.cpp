@@ -36,7 +36,8 @@ std::vector<int64_t> first_differences(const std::vector<Batch>& inputs) {
 }  // namespace
 
 Session::Session(const Model& model, const std::vector<Batch>& inputs, std::shared_ptr<Cache> cache)
-    : model_(model), inputs_(inputs), cache_(cache ? std::move(cache) : std::make_shared<Cache>()) {
+    : model_(model), inputs_(inputs), cache_(cache ? std::move(cache) : std::make_shared<Cache>()),
+      lease_(*cache_, "run") {
   check_inputs(model, inputs);
   cache_->bind_owner(model.id());
   for (const Batch& b : inputs) keys_.push_back(exprs().add_input(b));

@@ -18,7 +18,8 @@ namespace pathpatch::detail {
 
 class Session {
  public:
-  // Checks the inputs (check_inputs) and binds the cache (fresh if null) to the model.
+  // Checks the inputs (check_inputs), takes the cache (fresh if null; InputError if another run
+  // holds it) and binds it to the model.
   Session(const Model& model, const std::vector<Batch>& inputs, std::shared_ptr<Cache> cache);
 
   const Model& model() const { return model_; }
@@ -40,6 +41,7 @@ class Session {
   const Model& model_;
   const std::vector<Batch>& inputs_;
   std::shared_ptr<Cache> cache_;
+  Cache::Lease lease_;  // the cache is this session's until it ends
   std::vector<uint64_t> keys_;
   std::vector<std::optional<std::map<std::pair<NodeId, StepKind>, ExprId>>> plain_;  // per input, once traced
   std::optional<Reference> reference_;

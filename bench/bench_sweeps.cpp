@@ -8,7 +8,10 @@
 // engine spent, the share of the SGEMM rate that floor/time reaches, the speed-up over PyTorch, and
 // the process's peak RSS so far.
 //
-//   build/bench/bench_sweeps [--torch-every N] [--only a|b|c]
+// "of SGEMM" is floor / time over the rate the BLAS reaches on the model's own products at this
+// batch (bench::gemm_floor of a clean forward).
+//
+//   build/bench/bench_sweeps [--torch-every N] [--only a|b|c] [--gemm blas|eigen]
 //   (PyTorch times every Nth variant and scales to the sweep; default 8)
 #include <sys/resource.h>
 
@@ -41,13 +44,12 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
   }
   pp::kernels::set_threads(2);
+  bench::apply_gemm_option(argc, argv);
   std::printf("pathpatch sweep benchmark (%s)\n", bench::env_note().c_str());
   const int64_t B = 8, T = 16;
   pp::Model model = bench::gpt2_small().random();
   const pp::ModelConfig& c = model.config();
   const double D = c.d_model, E = c.d_head, L = c.n_layers, H = c.n_heads;
-  const double peak = bench::sgemm_gflops(1024, 1024, 1024);
-  std::printf("SGEMM 1024^3: %.1f GFLOP/s (the baseline)\n", peak);
 
   // The same inputs as the PyTorch script: corrupted at position T/2.
   std::vector<std::vector<int32_t>> rows(B), bad(B);
@@ -58,6 +60,8 @@ int main(int argc, char** argv) {
   pp::Batch clean = pp::Batch::from_rows(rows), corrupt = pp::Batch::from_rows(bad);
   std::vector<int32_t> answer(B, 100), wrong(B, 200);
   pp::Metric metric = pp::Metric::logit_diff(answer, wrong);
+  const double peak = bench::gemm_floor([&] { pp::forward(model, clean); }).gflops();
+  std::printf("SGEMM on the model's products at %ldx%ld: %.1f GFLOP/s (the baseline)\n", B, T, peak);
 
   // FLOP floors, without the unembedding (the metric reads two logits per row). A row is one
   // position of one batch row; per layer a row costs 8 d^2 in the attention projections (q, k, v,

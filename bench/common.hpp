@@ -15,8 +15,19 @@ namespace bench {
 // Median seconds of `fn` over repetitions filling about `budget_s` (at least `min_reps`).
 double time_median(const std::function<void()>& fn, double budget_s = 3.0, int min_reps = 3);
 
-// GFLOP/s of the BLAS SGEMM on an m x k by k x n product, median of a few runs.
+// GFLOP/s of kernels::gemm on an m x k by k x n product: best of several runs after a warm-up.
 double sgemm_gflops(int64_t m, int64_t n, int64_t k);
+
+// The baseline "% of SGEMM" is measured against: the time kernels::gemm needs for the very products
+// `work` makes (recorded with blas::GemmRecorder), each distinct product (shape, strides, threads)
+// timed alone after a warm-up, best of 15 in three rounds, times how often it occurs. Work that is only
+// products, done as fast as the BLAS does them alone, reaches 100%; nothing reaches more.
+struct GemmFloor {
+  double flops = 0, seconds = 0;
+  size_t calls = 0, distinct = 0;
+  double gflops() const { return flops / seconds / 1e9; }
+};
+GemmFloor gemm_floor(const std::function<void()>& work);
 
 // A model shape to measure: a name and the config.json a random checkpoint is made from.
 struct Shape {
@@ -44,6 +55,10 @@ std::filesystem::path export_for_torch(const Shape& shape, uint64_t seed);
 std::string run_torch(const std::string& args);
 double parse_number(const std::string& text, const std::string& key);  // "key=value" lines; NaN if absent
 
-std::string env_note();  // OPENBLAS_CORETYPE and thread counts, for the report header
+// The BLAS, the kernels it runs, OPENBLAS_CORETYPE, the GEMM path and threads, for the report header.
+std::string env_note();
+
+// `--gemm blas|eigen` among the arguments: run every product on that path (blas::set_gemm_path).
+void apply_gemm_option(int argc, char** argv);
 
 }  // namespace bench

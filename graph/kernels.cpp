@@ -1,60 +1,15 @@
 #include "graph/kernels.hpp"
 
-#include <cblas.h>
-
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <mutex>
 
 namespace pathpatch::kernels {
 
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
-
-namespace {
-
-// The BLAS thread count is one setting for the whole process: changes go through here.
-std::mutex blas_mutex;
-int single_scopes = 0;  // SingleThreadedBlas scopes open, on any thread
-int wanted = 0;         // the count to go back to when the last one ends
-
-}  // namespace
-
-void set_threads(int n) {
-  std::lock_guard<std::mutex> lock(blas_mutex);
-  wanted = std::max(1, n);
-  if (single_scopes == 0) openblas_set_num_threads(wanted);
-}
-
-int threads() {
-  std::lock_guard<std::mutex> lock(blas_mutex);
-  return single_scopes ? wanted : openblas_get_num_threads();
-}
-
-SingleThreadedBlas::SingleThreadedBlas(bool active) : active_(active) {
-  if (!active_) return;
-  std::lock_guard<std::mutex> lock(blas_mutex);
-  if (single_scopes++ > 0) return;
-  wanted = openblas_get_num_threads();
-  if (wanted > 1) openblas_set_num_threads(1);
-}
-
-SingleThreadedBlas::~SingleThreadedBlas() {
-  if (!active_) return;
-  std::lock_guard<std::mutex> lock(blas_mutex);
-  if (--single_scopes == 0 && wanted > 1) openblas_set_num_threads(wanted);
-}
-
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
-}
 
 void layer_norm(const float* x, int64_t rows, int64_t dim, const float* w, const float* b, float eps,
                 float* y) {

@@ -8,7 +8,8 @@
 
 namespace pathpatch::kernels {
 
-// Threads used by the BLAS (OpenBLAS). The engine's own loops are single-threaded.
+// Threads used by the BLAS (OpenBLAS). The engine's own loops are single-threaded. These and gemm
+// live in graph/blas.cpp, beside the check of which kernels OpenBLAS runs (graph/blas.hpp).
 void set_threads(int n);
 int threads();
 
@@ -27,7 +28,8 @@ class SingleThreadedBlas {
 };
 
 // C[M,N] = op(A)[M,K] * op(B)[K,N] + beta * C. The one call site of SGEMM in the project: every
-// matmul of every model goes through here, over all rows (batch x positions) at once.
+// matmul of every model goes through here, over all rows (batch x positions) at once. It runs
+// OpenBLAS's SGEMM, or Eigen's GEMM where OpenBLAS runs generic kernels (blas::gemm_path()).
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 inline double gemm_flops(int64_t m, int64_t n, int64_t k) { return 2.0 * m * n * k; }

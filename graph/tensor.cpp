@@ -1,5 +1,6 @@
 #include "graph/tensor.hpp"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +46,7 @@ namespace {
 class BufferPool {
  public:
   static constexpr size_t kMinPooled = 64 << 10;
+  static constexpr size_t kHugePage = 2 << 20, kHugeFrom = 4 << 20;
 
   struct Buffer {
     void* ptr;
@@ -64,7 +66,16 @@ class BufferPool {
         return b;
       }
     }
-    void* p = std::aligned_alloc(64, bytes);
+    void* p = nullptr;
+    if (bytes >= kHugeFrom) {
+      // Whole 2 MiB pages, aligned, marked for transparent huge pages: a model's weights fault in
+      // 512x fewer pages (loading a 1B model spent over half its time in 4 KiB page faults).
+      bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+      p = std::aligned_alloc(kHugePage, bytes);
+      if (p) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without it the pages are merely small
+    } else {
+      p = std::aligned_alloc(64, bytes);
+    }
     if (!p) throw std::bad_alloc();
     return {p, bytes};
   }

@@ -88,13 +88,6 @@ float f16_to_f32(uint16_t h) {
   return f;
 }
 
-float bf16_to_f32(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 std::vector<TensorEntry> parse_safetensors_header(const std::string& text, uint64_t data_size,
                                                   const std::string& where,
                                                   std::map<std::string, std::string>* metadata) {
@@ -257,11 +250,20 @@ Tensor SafetensorsFile::load(const TensorEntry& e) const {
     }
     case DType::F16:
     case DType::BF16: {
-      std::vector<uint16_t> raw(static_cast<size_t>(n));
-      read_bytes(raw.data(), e.begin, raw.size() * 2, e);
+      // Widened a slice at a time: loading never holds a whole 16-bit copy beside the F32 one
+      // (a 1B model's embedding alone is 0.5 GB in BF16).
+      constexpr int64_t kSlice = int64_t{1} << 20;
+      std::vector<uint16_t> raw(static_cast<size_t>(std::min(n, kSlice)));
       Tensor t = Tensor::uninitialized(e.shape);
       float* dst = t.data_mut();
-      for (int64_t i = 0; i < n; ++i) dst[i] = e.dtype == DType::F16 ? f16_to_f32(raw[i]) : bf16_to_f32(raw[i]);
+      for (int64_t at = 0; at < n; at += kSlice) {
+        const int64_t m = std::min(kSlice, n - at);
+        read_bytes(raw.data(), e.begin + 2 * static_cast<uint64_t>(at), 2 * static_cast<uint64_t>(m), e);
+        if (e.dtype == DType::F16)
+          for (int64_t i = 0; i < m; ++i) dst[at + i] = f16_to_f32(raw[i]);
+        else
+          for (int64_t i = 0; i < m; ++i) dst[at + i] = bf16_to_f32(raw[i]);
+      }
       return t;
     }
     default:

@@ -28,7 +28,9 @@ std::string NameSet::str() const {
   auto open = [&](int value, const std::string& after) {
     const std::string digits = std::to_string(value);
     const size_t at = text.rfind(digits + after);
-    if (at != std::string::npos) text.replace(at, digits.size(), "*");
+    if (at == std::string::npos) return;
+    text.erase(at, digits.size());  // not replace(): GCC 12 warns falsely (-Wrestrict) on it here
+    text.insert(at, 1, '*');
   };
   if (any_pos && n.kind == PathName::Position) open(n.pos, "");
   if (any_head && n.kind == PathName::Head) open(n.head, "");

@@ -29,7 +29,7 @@ sweep=(--clean "$clean" --corrupt "$corrupt" --answer ' Mary' --wrong ' John')
 
 # Usage errors: 2.
 expect 2 "A subcommand is required"
-expect 2 "--model is required" info
+expect 2 "--model is required" forward --ids 1,2
 expect 2 "" forward --model "$gold" --no-such-flag
 # Bad input: 1, and the message names what and where.
 expect 1 "/nonexistent: no such model folder" info --model /nonexistent

@@ -140,3 +140,32 @@ def read_safetensors(path, with_metadata=False):
     if with_metadata:
         return out, meta
     return out
+
+
+def write_safetensors_streaming(path, shapes, produce, dtype="BF16", metadata=None):
+    """Write a float safetensors file one tensor at a time, for checkpoints too large to hold twice.
+
+    `shapes` is an ordered dict name -> shape; `produce(name)` returns that tensor (any float
+    dtype), called once per name in order and stored as `dtype` ("F32", "F16" or "BF16") with the
+    same rounding as write_safetensors.  Returns the size in bytes of the data block.
+    """
+    width = {"F32": 4, "F16": 2, "BF16": 2}[dtype]
+    header = OrderedDict()
+    if metadata:
+        header["__metadata__"] = OrderedDict((str(k), str(v)) for k, v in metadata.items())
+    offset = 0
+    for name, shape in shapes.items():
+        size = width * int(np.prod(shape, dtype=np.int64))
+        header[name] = OrderedDict([("dtype", dtype), ("shape", list(shape)), ("data_offsets", [offset, offset + size])])
+        offset += size
+    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hjson += b" " * ((-(8 + len(hjson))) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for name, shape in shapes.items():
+            t = produce(name)
+            if list(t.shape) != list(shape):
+                raise ValueError("%s: produced shape %s, declared %s" % (name, list(t.shape), list(shape)))
+            f.write(_encode(t, dtype)[1])
+    return offset

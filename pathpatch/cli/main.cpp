@@ -1,6 +1,7 @@
 // The pathpatch command-line tool. Each subcommand is a thin layer over the library API; the
 // common option parsing lives in cli/options.hpp and the demo in cli/demo.cpp.
 #include <fnmatch.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -8,7 +9,9 @@
 #include <iostream>
 
 #include "pathpatch/cli/options.hpp"
+#include "graph/blas.hpp"
 #include "graph/files.hpp"
+#include "graph/kernels.hpp"
 #include "models/safetensors.hpp"
 #include "pathpatch/pathpatch.hpp"
 #include "viz/diagrams.hpp"
@@ -18,6 +21,35 @@ namespace pp = pathpatch;
 using namespace pathpatch::cli;
 
 namespace {
+
+// OpenBLAS picks its kernels as it loads, before main. If it picked generic ones on a CPU with
+// AVX2 or AVX-512 (graph/blas.hpp), start again with OPENBLAS_CORETYPE set: once, since the new
+// process has it set. A user's own OPENBLAS_CORETYPE is left alone.
+void restart_if_blas_is_generic(char** argv) {
+  const pp::blas::BlasInfo& b = pp::blas::info();
+  if (!b.generic_kernel || !b.coretype_env.empty() || std::getenv("PATHPATCH_KEEP_BLAS")) return;
+  setenv("OPENBLAS_CORETYPE", b.better_coretype.c_str(), 1);
+  setenv("PATHPATCH_BLAS_WAS", b.kernel.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  unsetenv("OPENBLAS_CORETYPE");  // no restart: carry on with Eigen's GEMM, and say so
+  unsetenv("PATHPATCH_BLAS_WAS");
+  std::cerr << "pathpatch: " << b.advice() << "\n";
+}
+
+void print_compute() {
+  const pp::blas::BlasInfo& b = pp::blas::info();
+  std::cout << "BLAS        " << b.config << "\nkernel      " << b.kernel;
+  if (b.coretype_env.empty())
+    std::cout << " (chosen by OpenBLAS)";
+  else if (const char* was = std::getenv("PATHPATCH_BLAS_WAS"))
+    std::cout << " (OPENBLAS_CORETYPE=" << b.coretype_env << ", set by pathpatch: OpenBLAS chose " << was << ")";
+  else
+    std::cout << " (OPENBLAS_CORETYPE=" << b.coretype_env << ")";
+  std::cout << "\ncpu         " << b.cpu.text() << "\nthreads     " << pp::kernels::threads()
+            << "\ngemm        " << pp::blas::to_string(pp::blas::gemm_path()) << "\n";
+  if (!b.advice().empty()) std::cout << "note        " << b.advice() << "\n";
+  std::cout << "\n";
+}
 
 void print_info(const pp::Model& m) {
   std::cout << "model       " << m.dir().string() << "\n" << m.config().summary();
@@ -144,6 +176,7 @@ int cmd_trace(const pp::Model& m, const Prompts& clean, const Prompts& corrupted
 }  // namespace
 
 int main(int argc, char** argv) {
+  restart_if_blas_is_generic(argv);
   CLI::App app{"pathpatch: path patching and activation patching on transformer language models"};
   app.require_subcommand(1);
   app.footer(
@@ -170,8 +203,9 @@ int main(int argc, char** argv) {
                     "Idle tensor buffers kept for reuse (default: an eighth of the machine's memory, 256M to 4G)");
   };
 
-  auto* info = app.add_subcommand("info", "Print a model's config, parameter count, nodes and activations");
-  add_model(info);
+  auto* info = app.add_subcommand(
+      "info", "Print the BLAS and its kernels, and a model's config, parameter count, nodes and activations");
+  add_model(info, false);
 
   std::vector<std::string> texts;
   auto* tokenize = app.add_subcommand("tokenize", "Show the token ids and pieces of texts");
@@ -249,7 +283,10 @@ int main(int argc, char** argv) {
     if (!pool_bytes.empty()) pp::set_buffer_pool_limit(parse_bytes(pool_bytes, "--pool-bytes"));
     if (*demo) prepare_output_folder(demo_out, "--out");  // before the work, not after it
     pp::Model model = pp::load_model(model_dir);
-    if (*info) print_info(model);
+    if (*info) {
+      print_compute();
+      print_info(model);
+    }
     if (*tokenize) return cmd_tokenize(model, texts);
     if (*fwd) return cmd_forward(model, input, top, dump, names);
     if (*patch) return cmd_patch(model, spec.build(model), sites, layers, positions, noise, outputs);

@@ -82,6 +82,23 @@ void Cache::set_budget(uint64_t bytes) {
   evict_to(bytes);
 }
 
+Cache::Snapshot Cache::snapshot() const {
+  Snapshot s;
+  s.entries_.reserve(lru_.size());
+  for (const Key& k : lru_) s.entries_.emplace_back(k, map_.at(k).value);
+  return s;
+}
+
+void Cache::restore(const Snapshot& s) {
+  clear();
+  for (const auto& [k, value] : s.entries_) {
+    lru_.push_back(k);
+    map_.emplace(k, Entry{value, std::prev(lru_.end())});
+    counters_.bytes_held += value.bytes();
+  }
+  evict_to(budget_);  // a budget lowered since the snapshot
+}
+
 void Cache::clear() {
   map_.clear();
   lru_.clear();

@@ -84,6 +84,14 @@ class Cache {
   bool contains(ExprId id, Slot slot = {}, Rows rows = kAll) const;
   void clear();  // drops values, keeps provenance
 
+  // The entries as they are now, in recency order, to go back to with restore(). It shares the
+  // values (no copy), so entries evicted after it stay in memory while it lives. Units of a sweep
+  // each start from one snapshot, so that a unit computes the same bits whichever units ran before
+  // it (patching.hpp, Shard).
+  class Snapshot;
+  Snapshot snapshot() const;
+  void restore(const Snapshot& s);
+
   uint64_t budget() const { return budget_; }
   void set_budget(uint64_t bytes);
   const CacheCounters& counters() const { return counters_; }
@@ -127,6 +135,12 @@ class Cache {
   std::unordered_map<Key, Entry, KeyHash> map_;
   CacheCounters counters_;
   std::atomic<bool> in_use_{false};
+};
+
+class Cache::Snapshot {
+ private:
+  friend class Cache;
+  std::vector<std::pair<Key, Tensor>> entries_;  // most recently used first
 };
 
 }  // namespace pathpatch

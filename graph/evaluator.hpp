@@ -38,6 +38,14 @@ struct EvalStats {
   double flops = 0;          // floating-point operations spent
   double flops_saved = 0;    // what the cache hits would have cost to compute from nothing
   std::map<std::string, double> seconds;  // wall time of computed steps, by kind (AttnZ, Mlp, ...)
+
+  void add(const EvalStats& o) {
+    computed += o.computed;
+    cache_hits += o.cache_hits;
+    flops += o.flops;
+    flops_saved += o.flops_saved;
+    for (const auto& [kind, s] : o.seconds) seconds[kind] += s;
+  }
 };
 
 class Evaluator {

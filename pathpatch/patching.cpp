@@ -1,5 +1,6 @@
 #include "pathpatch/patching.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -66,6 +67,43 @@ ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cac
   return o;
 }
 
+// Runs a sweep's experiments and writes each one's score into its cell of res.values: units of
+// other shards stay NaN, units in the log are read back instead of computed, and each unit is
+// recorded in the log as it finishes.
+void score(const Model& model, const std::vector<Batch>& inputs, const std::vector<Experiment>& experiments,
+           const std::vector<int64_t>& cells, const Scorer& scorer, ExperimentOptions eo, const Shard& shard,
+           UnitLog* log, const std::string& part, SweepResult& res) {
+  float* values = res.values.data_mut();
+  const int64_t n = res.values.numel();
+  eo.shard = shard;
+  if (log)
+    eo.skip = [&](size_t unit) {
+      const UnitCells* resumed = log->finished(part, unit);
+      if (!resumed) return false;
+      for (const auto& [cell, v] : *resumed) {
+        if (cell < 0 || cell >= n)
+          throw InputError("resumed unit " + std::to_string(unit) + (part.empty() ? "" : " of " + part) + ": cell " +
+                           std::to_string(cell) + " is outside the sweep's " + std::to_string(n) +
+                           " values (the log belongs to another sweep)");
+        values[cell] = v;
+        res.filled.push_back(cell);
+      }
+      return true;
+    };
+  eo.finished = [&](size_t unit, size_t first, const std::vector<Tensor>& hidden) {
+    UnitCells done;
+    for (size_t i = 0; i < hidden.size(); ++i) {
+      const int64_t cell = cells[first + i];
+      values[cell] = scorer.mean(hidden[i], scorer.first_position());
+      done.emplace_back(cell, values[cell]);
+      res.filled.push_back(cell);
+    }
+    if (log) log->record(part, unit, done);
+  };
+  run_experiments(model, inputs, experiments, eo);
+  std::sort(res.filled.begin(), res.filled.end());
+}
+
 // The plain runs both experiments compare against, through the shared cache.
 Tensor plain_hidden(const Model& m, const Batch& b, const std::shared_ptr<Cache>& cache) {
   RunOptions o;
@@ -102,17 +140,36 @@ std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>
     for (const auto& [e, fact] : tracer.facts()) facts[e] = fact;
   }
 
+  // Every unit starts from the cache as the plain runs and the planning left it, so that its
+  // numbers do not depend on which units this process computed before it (sharding.hpp).
+  const Cache::Snapshot start = session.cache()->snapshot();
   const InterventionIndex none;
-  Evaluator ev(model, *session.cache(), inputs[0], none, inputs.size() > 1 ? &facts : nullptr);
-  ev.set_memoise(options.memoise);
-  std::vector<Tensor> out;
   const size_t chunk = std::max<size_t>(options.chunk, 1);
-  for (size_t i = 0; i < roots.size(); i += chunk) {
-    std::vector<ExprId> part(roots.begin() + i, roots.begin() + std::min(roots.size(), i + chunk));
-    for (Tensor& h : ev.values(part, {options.first, last + 1})) out.push_back(std::move(h));
-    if (options.progress) options.progress(out.size(), roots.size());
+  const size_t units = (roots.size() + chunk - 1) / chunk;
+  std::vector<size_t> mine;
+  size_t total = 0, done = 0;
+  for (size_t u = 0; u < units; ++u)
+    if (options.shard.owns(u) && !(options.skip && options.skip(u))) {
+      mine.push_back(u);
+      total += std::min(roots.size(), (u + 1) * chunk) - u * chunk;
+    }
+  std::vector<Tensor> out(roots.size());
+  EvalStats work;
+  for (size_t u : mine) {
+    const size_t begin = u * chunk, end = std::min(roots.size(), begin + chunk);
+    Evaluator ev(model, *session.cache(), inputs[0], none, inputs.size() > 1 ? &facts : nullptr);
+    ev.set_memoise(false);  // one-off steps: storing them would push out the plain runs' values
+    std::vector<Tensor> hidden = ev.values({roots.begin() + begin, roots.begin() + end}, {options.first, last + 1});
+    work.add(ev.stats());
+    session.cache()->restore(start);
+    if (options.finished)
+      options.finished(u, begin, hidden);  // handed over there, not kept
+    else
+      std::move(hidden.begin(), hidden.end(), out.begin() + begin);
+    done += end - begin;
+    if (options.progress) options.progress(done, total);
   }
-  if (options.stats) *options.stats = detail::run_stats(ev.stats(), *session.cache());
+  if (options.stats) *options.stats = detail::run_stats(work, *session.cache());
   return out;
 }
 
@@ -205,11 +262,10 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
           experiments.push_back(std::move(x));
           cells.push_back((static_cast<int64_t>(li) * (pos_axis ? G : 1) + (pos_axis ? gi : 0)) * heads + h);
         }
-    res.values = Tensor(shape);
+    res.values = Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
     ExperimentOptions eo = window(scorer, cache, options.progress, &res.stats);
-    eo.chunk = layers.size() * heads;
-    std::vector<Tensor> hidden = run_experiments(model, inputs, experiments, eo);
-    for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
+    eo.chunk = layers.size() * heads;  // a unit: every layer and head at one position group
+    score(model, inputs, experiments, cells, scorer, eo, options.shard, options.log, name, res);
     out[name] = std::move(res);
   }
   return out;
@@ -335,8 +391,9 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
       experiments.push_back(std::move(x));
       cells.push_back(L * columns + h);
     }
-  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress, &res.stats));
-  for (size_t i = 0; i < cells.size(); ++i) res.values.data_mut()[cells[i]] = scorer.mean(hidden[i], scorer.first_position());
+  ExperimentOptions eo = window(scorer, cache, options.progress, &res.stats);
+  eo.chunk = options.chunk;
+  score(model, {clean, corrupted}, experiments, cells, scorer, eo, options.shard, options.log, "", res);
   return res;
 }
 
@@ -361,14 +418,17 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
   const int H = model.config().n_heads;
   SweepResult res = grid(model, "receivers", scorer, H, false);
   std::vector<Experiment> experiments;
+  std::vector<int64_t> cells;
   for (int L = first; L < model.config().n_layers; ++L)
     for (int h = 0; h < H; ++h) {
       Experiment x;
       x.rules = path_patching_rules(model, senders, {Receiver{kind, L, h}}, options.mlps_on_path);
       experiments.push_back(std::move(x));
+      cells.push_back(int64_t{L} * H + h);
     }
-  std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, window(scorer, cache, options.progress, &res.stats));
-  for (size_t i = 0; i < hidden.size(); ++i) res.values.data_mut()[first * H + i] = scorer.mean(hidden[i], scorer.first_position());
+  ExperimentOptions eo = window(scorer, cache, options.progress, &res.stats);
+  eo.chunk = options.chunk;
+  score(model, {clean, corrupted}, experiments, cells, scorer, eo, options.shard, options.log, "", res);
   return res;
 }
 

@@ -13,6 +13,7 @@
 #include "pathpatch/metrics.hpp"
 #include "pathpatch/rules.hpp"
 #include "pathpatch/run.hpp"
+#include "pathpatch/sharding.hpp"
 
 namespace pathpatch {
 
@@ -25,6 +26,8 @@ struct SweepResult {
   Tensor values;
   float clean = 0, corrupted = 0;                 // the metric on the unpatched runs
   RunStats stats;                                 // the work the sweep's experiments did
+  std::vector<int64_t> filled;                    // flat indices of the values this process computed
+                                                  // or resumed (with a Shard, a share; others NaN)
 };
 
 // ---- Many experiments at once ----------------------------------------------------------------
@@ -41,16 +44,21 @@ using Progress = std::function<void(size_t done, size_t total)>;
 struct ExperimentOptions {
   std::shared_ptr<Cache> cache;  // share with the plain runs so their values serve as references
   int64_t first = 0, last = -1;  // positions [first, last] of the final hidden states to return
-  size_t chunk = 64;             // experiments planned together (memory grows with it)
-  bool memoise = false;          // keep the experiments' own steps in the cache (rarely reused)
-  Progress progress;
+  size_t chunk = 64;             // experiments per unit, computed together (memory grows with it)
+  Shard shard;                   // the units this process computes (sharding.hpp)
+  std::function<bool(size_t unit)> skip;  // units done already (resumed), not computed
+  // Each unit as it finishes: its index, its first experiment, and their hidden states.
+  std::function<void(size_t unit, size_t first, const std::vector<Tensor>& hidden)> finished;
+  Progress progress;             // experiments done of those this process computes
   RunStats* stats = nullptr;     // if given, receives the work done
 };
 
 // Runs many experiments on the same inputs. Their steps are planned together: what they share is
 // computed once, positions they leave as in input 0's plain forward are taken from it, and steps of
-// the same kind, layer and positions are stacked along the batch, so the GEMMs stay large.
-// Returns each experiment's ln_final output [B, last - first + 1, D].
+// the same kind, layer and positions are stacked along the batch, so the GEMMs stay large. They
+// are computed `chunk` at a time, each unit from the cache as the planning left it (sharding.hpp).
+// Returns each experiment's ln_final output [B, last - first + 1, D]; undefined for the units
+// skipped, left to other shards, or handed to `finished`.
 std::vector<Tensor> run_experiments(const Model& model, const std::vector<Batch>& inputs,
                                     const std::vector<Experiment>& experiments, const ExperimentOptions& options = {});
 
@@ -86,6 +94,8 @@ struct PatchingOptions {
   Direction direction = Direction::Denoise;
   std::shared_ptr<Cache> cache;  // reuse across calls; fresh if null
   Progress progress;
+  Shard shard;                   // compute a share of the units (sharding.hpp, distributed.hpp)
+  UnitLog* log = nullptr;        // finished units: read back, and recorded as they finish
 };
 
 // One tensor per site name, with axes (layer, [position], [head]).
@@ -111,6 +121,9 @@ struct PathPatchingOptions {
   bool mlps_on_path = false;  // MLPs between sender and receiver are recomputed as part of the path
   std::shared_ptr<Cache> cache;
   Progress progress;
+  size_t chunk = 64;          // experiments per unit of a sweep (smaller: finer shards, smaller GEMMs)
+  Shard shard;                // compute a share of the units (sharding.hpp, distributed.hpp)
+  UnitLog* log = nullptr;     // finished units: read back, and recorded as they finish
 };
 
 // The rules of a path-patching experiment: paths from the receivers' inputs back to the senders

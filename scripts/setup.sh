@@ -7,6 +7,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev libeigen3-dev nlohmann-json3-dev libpcre2-dev libcli11-dev
   libgraphviz-dev graphviz libsentencepiece-dev catch2
+  libopenmpi-dev openmpi-bin
 )
 # Only the fuzzing and sanitizer builds need these (scripts/fuzz.sh, the asan preset).
 extra_packages=(clang libclang-rt-14-dev)

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <set>
 
 #include "pathpatch/cli/options.hpp"
 #include "graph/blas.hpp"
@@ -16,11 +18,61 @@
 #include "pathpatch/pathpatch.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/heatmap.hpp"
+#ifdef PATHPATCH_HAVE_MPI
+#include "pathpatch/distributed.hpp"
+#endif
 
 namespace pp = pathpatch;
 using namespace pathpatch::cli;
 
 namespace {
+
+#ifdef PATHPATCH_HAVE_MPI
+// Under mpirun, patch and paths split their units over the processes (pathpatch/distributed.hpp);
+// rank 0 prints and writes; other commands run on rank 0 alone.
+using Job = pp::distributed::Job;
+using RankError = pp::distributed::RankError;
+#else
+// Built without MPI: always a job of one.
+struct Job {
+  Job(int*, char***) {}
+  int rank() const { return 0; }
+  int size() const { return 1; }
+  bool root() const { return true; }
+  pp::Shard shard() const { return {}; }
+  void fail(int) {}
+  void check(const std::exception_ptr& failure) {
+    if (failure) std::rethrow_exception(failure);
+  }
+  template <class Sweep>
+  auto run(Sweep&& sweep) {
+    return sweep();
+  }
+};
+struct RankError : pp::Error {
+  using pp::Error::Error;
+};
+#endif
+
+// What a --resume folder is stamped with: the command and every option that changes the numbers
+// (not where the outputs go, nor memory settings), and the model's folder.
+std::string fingerprint(const std::vector<std::string>& args, const std::string& model_dir) {
+  static const std::set<std::string> not_counted = {"--resume", "--heatmap", "--out",        "--circuit",
+                                                    "--threshold", "--cache-bytes", "--pool-bytes", "--model"};
+  std::string s = "pathpatch";
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const std::string key = a.substr(0, a.find('='));
+    if (not_counted.count(key)) {
+      if (a.find('=') == std::string::npos) ++i;  // its value is the next argument
+      continue;
+    }
+    s += " " + a;
+  }
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::weakly_canonical(model_dir, ec);
+  return s + "\nmodel " + (ec ? model_dir : dir.string());
+}
 
 // OpenBLAS picks its kernels as it loads, before main. If it picked generic ones on a CPU with
 // AVX2 or AVX-512 (graph/blas.hpp), start again with OPENBLAS_CORETYPE set: once, since the new
@@ -100,18 +152,23 @@ int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::
   return 0;
 }
 
-int cmd_patch(const pp::Model& m, const Experiment& x, const std::string& sites_spec, const std::string& layers,
-              const std::string& positions, bool noise, const Outputs& outputs) {
-  pp::Sites sites;
-  sites.names = split_list(sites_spec);
-  sites.layers = parse_ints(layers, "--layers");
-  parse_positions(positions, sites);
+int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x, const std::string& sites_spec,
+              const std::string& layers, const std::string& positions, bool noise, const Outputs& outputs) {
   pp::PatchingOptions o;
   o.cache = cache;
   o.direction = noise ? pp::Direction::Noise : pp::Direction::Denoise;
+  o.shard = job.shard();
+  o.log = log;
   ProgressBar bar("patching");
-  o.progress = bar.callback();
-  auto results = pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o);
+  if (job.root()) o.progress = bar.callback();
+  auto results = job.run([&] {
+    pp::Sites sites;
+    sites.names = split_list(sites_spec);
+    sites.layers = parse_ints(layers, "--layers");
+    parse_positions(positions, sites);
+    return pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o);
+  });
+  if (!job.root()) return 0;
   // What a patch moves away from: the patched run's own input (normalised scores start at 0).
   const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
   const pp::viz::Baseline base = normalised ? pp::viz::Baseline::None
@@ -124,25 +181,33 @@ int cmd_patch(const pp::Model& m, const Experiment& x, const std::string& sites_
   return 0;
 }
 
-int cmd_paths(const pp::Model& m, const Experiment& x, const std::vector<std::string>& receiver_specs,
-              const std::string& senders_spec, const std::string& kind, bool mlps_on_path, bool include_mlps,
-              const Outputs& outputs) {
+int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x,
+              const std::vector<std::string>& receiver_specs, const std::string& senders_spec, const std::string& kind,
+              bool mlps_on_path, bool include_mlps, const Outputs& outputs) {
   pp::PathPatchingOptions o;
   o.cache = cache;
   o.mlps_on_path = mlps_on_path;
+  o.shard = job.shard();
+  o.log = log;
   ProgressBar bar("path patching");
-  o.progress = bar.callback();
+  if (job.root()) o.progress = bar.callback();
   pp::SweepResult sweep;
   if (!senders_spec.empty()) {
-    sweep = pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec), parse_receiver_kind(kind), x.metric, o);
+    sweep = job.run([&] {
+      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec), parse_receiver_kind(kind),
+                                 x.metric, o);
+    });
     sweep.title = "receivers (" + kind + ") of " + senders_spec;
   } else {
-    std::vector<pp::Receiver> receivers;
-    for (const std::string& r : receiver_specs) receivers.push_back(parse_receiver(r));
-    if (receivers.empty()) receivers.push_back(pp::Receiver::logits());
-    sweep = pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, include_mlps);
+    sweep = job.run([&] {
+      std::vector<pp::Receiver> receivers;
+      for (const std::string& r : receiver_specs) receivers.push_back(parse_receiver(r));
+      if (receivers.empty()) receivers.push_back(pp::Receiver::logits());
+      return pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, include_mlps);
+    });
     sweep.title = "senders -> " + (receiver_specs.empty() ? std::string("logits") : join(receiver_specs, ", "));
   }
+  if (!job.root()) return 0;
   const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
   print_sweep(sweep, normalised ? 1.0f : sweep.clean);
   outputs.write(m, x.clean, sweep, "", normalised ? pp::viz::Baseline::None : pp::viz::Baseline::Clean);
@@ -176,7 +241,9 @@ int cmd_trace(const pp::Model& m, const Prompts& clean, const Prompts& corrupted
 }  // namespace
 
 int main(int argc, char** argv) {
-  restart_if_blas_is_generic(argv);
+  restart_if_blas_is_generic(argv);  // before MPI starts: the restart replaces this process
+  const std::vector<std::string> args(argv, argv + argc);  // as given (MPI_Init may edit argv)
+  Job job(&argc, &argv);
   CLI::App app{"pathpatch: path patching and activation patching on transformer language models"};
   app.require_subcommand(1);
   app.footer(
@@ -237,6 +304,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   patch->add_flag("--noise", noise, "Run the clean input and patch in corrupted values (default: the reverse)");
   outputs.add_options(patch);
+  std::string resume;
+  const std::string resume_help =
+      "Keep finished units of the sweep in this folder; run again with it to go on where a stopped run ended";
+  patch->add_option("--resume", resume, resume_help);
 
   std::vector<std::string> receivers;
   std::string senders, receiver_kind = "input";
@@ -250,6 +321,7 @@ int main(int argc, char** argv) {
   paths->add_flag("--mlps-on-path", mlps_on_path, "Recompute MLPs between sender and receiver as part of the path");
   paths->add_flag("--include-mlps", include_mlps, "Also sweep each layer's MLP as a sender");
   outputs.add_options(paths);
+  paths->add_option("--resume", resume, resume_help);
 
   Prompts trace_clean, trace_corrupt;
   std::vector<std::string> rules;
@@ -275,34 +347,73 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // CLI11 numbers its errors (106 for a missing option, ...); we promise 2 for every usage error.
-    const int rc = app.exit(e);
+    // Every process of a job parses the same arguments: rank 0 speaks for them.
+    const int rc = job.root() ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 1);
     return rc == 0 ? 0 : kUsage;
   }
+  const bool sharded = *patch || *paths;
+  if (!sharded && !job.root()) return 0;  // the other commands run on rank 0 alone
+  // An error this process meets alone ends the whole job (the others may be waiting for it); one
+  // every process met (a RankError) is reported once, by rank 0.
+  auto report = [&](const std::string& what, int code) {
+    if (job.size() > 1) {
+      std::cerr << "pathpatch: rank " << job.rank() << " of " << job.size() << ": " << what << "\n";
+      job.fail(code);
+    } else {
+      std::cerr << "pathpatch: " << what << "\n";
+    }
+    return code;
+  };
   try {
     cache = std::make_shared<pp::Cache>(parse_bytes(cache_bytes, "--cache-bytes"));
     if (!pool_bytes.empty()) pp::set_buffer_pool_limit(parse_bytes(pool_bytes, "--pool-bytes"));
     if (*demo) prepare_output_folder(demo_out, "--out");  // before the work, not after it
-    pp::Model model = pp::load_model(model_dir);
+    std::unique_ptr<pp::UnitLogFile> log;
+    std::optional<pp::Model> loaded;
+    std::optional<Experiment> experiment;
+    auto setup = [&] {
+      if (sharded && !resume.empty()) {
+        log = std::make_unique<pp::UnitLogFile>(resume, fingerprint(args, model_dir), job.shard());
+        if (job.root() && log->resumed())
+          std::cerr << "pathpatch: resuming: " << log->resumed() << " finished units read from " << resume << "\n";
+      }
+      loaded.emplace(pp::load_model(model_dir));
+      if (sharded) experiment.emplace(spec.build(*loaded));
+    };
+    if (sharded) {
+      // Every process of a job meets the same bad input alike: rank 0 reports it once.
+      std::exception_ptr failure;
+      try {
+        setup();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      job.check(failure);
+    } else {
+      setup();
+    }
+    const pp::Model& model = *loaded;
     if (*info) {
       print_compute();
       print_info(model);
     }
     if (*tokenize) return cmd_tokenize(model, texts);
     if (*fwd) return cmd_forward(model, input, top, dump, names);
-    if (*patch) return cmd_patch(model, spec.build(model), sites, layers, positions, noise, outputs);
+    if (*patch) return cmd_patch(job, log.get(), model, *experiment, sites, layers, positions, noise, outputs);
     if (*paths)
-      return cmd_paths(model, spec.build(model), receivers, senders, receiver_kind, mlps_on_path, include_mlps, outputs);
+      return cmd_paths(job, log.get(), model, *experiment, receivers, senders, receiver_kind, mlps_on_path,
+                       include_mlps, outputs);
     if (*trace) return cmd_trace(model, trace_clean, trace_corrupt, rules, default_input, top, render);
     if (*demo) return run_demo(model, demo_out, cache);
     return 0;
+  } catch (const RankError& e) {
+    if (job.root()) std::cerr << "pathpatch: " << e.what() << "\n";
+    return kBadInput;
   } catch (const pp::Error& e) {
-    std::cerr << "pathpatch: " << e.what() << "\n";
-    return kBadInput;
+    return report(e.what(), kBadInput);
   } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave that the system refused
-    std::cerr << "pathpatch: " << e.path1().string() << ": " << pp::files::error_text(e.code().value()) << "\n";
-    return kBadInput;
+    return report(e.path1().string() + ": " + pp::files::error_text(e.code().value()), kBadInput);
   } catch (const std::exception& e) {
-    std::cerr << "pathpatch: internal error: " << e.what() << "\n";
-    return kInternal;
+    return report(std::string("internal error: ") + e.what(), kInternal);
   }
 }

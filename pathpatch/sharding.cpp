@@ -1,0 +1,121 @@
+#include "pathpatch/sharding.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "graph/error.hpp"
+#include "graph/files.hpp"
+
+namespace pathpatch {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kMaxLogBytes = 1ull << 30;  // a log of a billion-cell sweep would be this big
+
+// One line: "<part> <unit> <count> <cell>:<value in hex> ...\n". A part is a site name.
+std::string line_of(const std::string& part, size_t unit, const UnitCells& cells) {
+  std::string s = (part.empty() ? "-" : part) + " " + std::to_string(unit) + " " + std::to_string(cells.size());
+  char buf[64];
+  for (const auto& [cell, v] : cells) {
+    std::snprintf(buf, sizeof buf, " %lld:%a", static_cast<long long>(cell), static_cast<double>(v));
+    s += buf;
+  }
+  return s + "\n";
+}
+
+// Reads one file's complete lines into `done`; a last line without its newline (a crash while
+// writing it) is ignored, anything else malformed is an InputError naming the file and line.
+void read_log(const fs::path& path, std::map<std::pair<std::string, size_t>, UnitCells>& done) {
+  const std::string text = files::read(path, kMaxLogBytes, "unit log");
+  size_t at = 0;
+  for (int line_no = 1;; ++line_no) {
+    const size_t end = text.find('\n', at);
+    if (end == std::string::npos) return;  // nothing, or a line cut short
+    std::istringstream in(text.substr(at, end - at));
+    at = end + 1;
+    std::string part;
+    size_t unit = 0, count = 0;
+    auto bad = [&](const std::string& why) {
+      return InputError(path.string() + ":" + std::to_string(line_no) + ": " + why +
+                        "; remove the folder to start the sweep afresh");
+    };
+    if (!(in >> part >> unit >> count)) throw bad("expected '<part> <unit> <count> <cell>:<value>...'");
+    UnitCells cells;
+    std::string item;
+    while (in >> item) {
+      const size_t colon = item.find(':');
+      char* e1 = nullptr;
+      char* e2 = nullptr;
+      const long long cell = colon == std::string::npos ? -1 : std::strtoll(item.c_str(), &e1, 10);
+      const float v = colon == std::string::npos ? 0.0f : std::strtof(item.c_str() + colon + 1, &e2);
+      if (colon == std::string::npos || e1 != item.c_str() + colon || *e2 != '\0' || cell < 0)
+        throw bad("'" + item + "' is not <cell>:<value>");
+      cells.emplace_back(cell, v);
+    }
+    if (cells.size() != count) throw bad("says " + std::to_string(count) + " cells, holds " + std::to_string(cells.size()));
+    done[{part == "-" ? "" : part, unit}] = std::move(cells);
+  }
+}
+
+}  // namespace
+
+UnitLogFile::UnitLogFile(const fs::path& dir, const std::string& fingerprint, Shard shard) : dir_(dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(dir.string() + ": cannot make this folder (" + files::error_text(ec.value()) + ")");
+  const fs::path stamp = dir / "experiment";
+  if (files::exists(stamp)) {
+    if (files::read(stamp, files::kMaxConfigBytes, "unit log stamp") != fingerprint + "\n")
+      throw InputError(dir.string() + " holds the finished units of another experiment (see " + stamp.string() +
+                       "); give another folder, or remove it to start afresh");
+  } else {
+    files::write(stamp, fingerprint + "\n");  // every process writes the same bytes
+  }
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("units-", 0) == 0 && name.size() > 10 && name.substr(name.size() - 4) == ".log")
+      read_log(entry.path(), done_);
+  }
+  mine_ = dir / ("units-" + std::to_string(shard.index) + ".log");
+  fd_ = ::open(mine_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw IoError(mine_.string() + ": cannot open for appending (" + files::error_text(errno) + ")");
+  // A line cut short by a crash would run into the next one: cut it off.
+  const std::string text = files::read(mine_, kMaxLogBytes, "unit log");
+  const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+  if (keep != text.size() && ::ftruncate(fd_, static_cast<off_t>(keep)) != 0)
+    throw IoError(mine_.string() + ": " + files::error_text(errno));
+}
+
+UnitLogFile::~UnitLogFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+const UnitCells* UnitLogFile::finished(const std::string& part, size_t unit) const {
+  auto it = done_.find({part, unit});
+  return it == done_.end() ? nullptr : &it->second;
+}
+
+void UnitLogFile::record(const std::string& part, size_t unit, const UnitCells& cells) {
+  if (part.find_first_of(" \t\n") != std::string::npos)
+    throw InputError("unit log: part name '" + part + "' has white space");
+  const std::string line = line_of(part, unit, cells);
+  // One write per line (O_APPEND), then to the disk: a unit is either whole in the log or, cut
+  // short by a crash, ignored when read back.
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw IoError(mine_.string() + ": " + files::error_text(errno));
+    done += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd_) != 0) throw IoError(mine_.string() + ": " + files::error_text(errno));
+  done_[{part, unit}] = cells;
+}
+
+}  // namespace pathpatch

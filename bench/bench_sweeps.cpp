@@ -11,10 +11,14 @@
 // "of SGEMM" is floor / time over the rate the BLAS reaches on the model's own products at this
 // batch (bench::gemm_floor of a clean forward).
 //
-//   build/bench/bench_sweeps [--torch-every N] [--only a|b|c] [--gemm blas|eigen]
-//   (PyTorch times every Nth variant and scales to the sweep; default 8)
+//   build/bench/bench_sweeps [--torch-every N] [--only a|b|c] [--gemm blas|eigen] [--repeat N]
+//   (PyTorch times every Nth variant and scales to the sweep; default 8; --repeat: the best of N
+//   runs of each sweep, as bench/bench_python.py compares)
+//   build/bench/bench_sweeps --export-model   writes the benchmark's model as a checkpoint folder
+//                                             and prints its path (the Python benchmark loads it)
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -37,11 +41,17 @@ double seconds(const std::function<void()>& fn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int every = 8;
+  int every = 8, repeat = 1;
   std::string only;  // run one sweep: a, b or c
-  for (int i = 1; i + 1 < argc; ++i) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--export-model") == 0) {
+      std::printf("%s\n", bench::export_for_torch(bench::gpt2_small(), 1).string().c_str());
+      return 0;
+    }
+    if (i + 1 == argc) break;
     if (std::strcmp(argv[i], "--torch-every") == 0) every = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+    if (std::strcmp(argv[i], "--repeat") == 0) repeat = std::max(1, std::atoi(argv[i + 1]));
   }
   pp::kernels::set_threads(2);
   bench::apply_gemm_option(argc, argv);
@@ -120,7 +130,8 @@ int main(int argc, char** argv) {
   for (const Case& k : cases) {
     if (!only.empty() && k.name[1] != only[0]) continue;
     pp::RunStats stats;
-    double s = seconds([&] { stats = k.run(); });
+    double s = INFINITY;
+    for (int r = 0; r < repeat; ++r) s = std::min(s, seconds([&] { stats = k.run(); }));
     const double spent = stats.flops;
     double torch_s = NAN;
     if (torch) {
@@ -131,7 +142,7 @@ int main(int argc, char** argv) {
     }
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);  // peak so far: the model, the cache, and the largest sweep yet
-    std::printf("%-36s %9.2f %12.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx %7.0f MB\n", k.name, s, k.floor / 1e9,
+    std::printf("%-36s %9.3f %12.2f %12.2f %9.1f%% %11.1f %8.1fx %6.0fx %7.0f MB\n", k.name, s, k.floor / 1e9,
                 spent / 1e9, 100 * k.floor / s / 1e9 / peak, torch_s, torch_s / s, k.target, ru.ru_maxrss / 1024.0);
     std::printf("%-36s", "    time in steps:");  // where the engine's time went, by kind of step
     for (const auto& [kind, sec] : stats.seconds) std::printf(" %s %.2f s,", kind.c_str(), sec);

@@ -9,22 +9,40 @@
 
 namespace pathpatch {
 
+namespace {
+Metric make(MetricKind kind, std::vector<int32_t> answer, std::vector<int32_t> wrong, std::vector<int> positions) {
+  Metric m;
+  m.kind = kind;
+  m.answer = std::move(answer);
+  m.wrong = std::move(wrong);
+  m.positions = std::move(positions);
+  return m;
+}
+}  // namespace
+
 Metric Metric::logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong, std::vector<int> positions) {
-  return Metric{MetricKind::LogitDiff, std::move(answer), std::move(wrong), std::move(positions)};
+  return make(MetricKind::LogitDiff, std::move(answer), std::move(wrong), std::move(positions));
 }
 Metric Metric::normalized_logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong,
                                      std::vector<int> positions) {
-  return Metric{MetricKind::NormalizedLogitDiff, std::move(answer), std::move(wrong), std::move(positions)};
+  return make(MetricKind::NormalizedLogitDiff, std::move(answer), std::move(wrong), std::move(positions));
 }
 Metric Metric::prob(std::vector<int32_t> answer, std::vector<int> positions) {
-  return Metric{MetricKind::Prob, std::move(answer), {}, std::move(positions)};
+  return make(MetricKind::Prob, std::move(answer), {}, std::move(positions));
 }
 Metric Metric::log_prob(std::vector<int32_t> answer, std::vector<int> positions) {
-  return Metric{MetricKind::LogProb, std::move(answer), {}, std::move(positions)};
+  return make(MetricKind::LogProb, std::move(answer), {}, std::move(positions));
 }
-Metric Metric::kl(std::vector<int> positions) { return Metric{MetricKind::KL, {}, {}, std::move(positions)}; }
+Metric Metric::kl(std::vector<int> positions) { return make(MetricKind::KL, {}, {}, std::move(positions)); }
 Metric Metric::cross_entropy(std::vector<int> positions) {
-  return Metric{MetricKind::CrossEntropy, {}, {}, std::move(positions)};
+  return make(MetricKind::CrossEntropy, {}, {}, std::move(positions));
+}
+
+Metric Metric::custom(std::string name, MetricFn fn, std::vector<int> positions) {
+  Metric m = make(MetricKind::Custom, {}, {}, std::move(positions));
+  m.fn = std::move(fn);
+  m.custom_name = std::move(name);
+  return m;
 }
 
 std::string Metric::name() const {
@@ -35,6 +53,7 @@ std::string Metric::name() const {
     case MetricKind::LogProb: return "log-probability of the answer";
     case MetricKind::KL: return "KL divergence from clean";
     case MetricKind::CrossEntropy: return "cross-entropy";
+    case MetricKind::Custom: return custom_name.empty() ? "custom metric" : custom_name;
   }
   return "?";
 }
@@ -106,6 +125,9 @@ Scorer::Scorer(const Model& model, const Metric& metric, const Batch& clean, con
       for (int64_t b = 0; b < B; ++b)
         for (int p : positions_) targets_.push_back(clean.id(b, p + 1));
       break;
+    case MetricKind::Custom:
+      if (!metric.fn) throw InputError("metric: a custom metric needs a function");
+      break;
     case MetricKind::KL: {
       Tensor l = logits_at(model, clean_hidden, positions_);
       clean_logprobs_ = Tensor::uninitialized(l.shape());
@@ -141,6 +163,17 @@ std::vector<float> Scorer::raw(const Tensor& hidden, int64_t first) const {
     return out;
   }
   Tensor logits = logits_at(model_, hidden, local);
+  if (metric_.kind == MetricKind::Custom) {
+    std::vector<float> v = metric_.fn(logits);
+    if (static_cast<int64_t>(v.size()) != B)
+      throw InputError("metric '" + metric_.name() + "' returned " + std::to_string(v.size()) +
+                       " values for a batch of " + std::to_string(B) + " rows (one per row is needed)");
+    for (int64_t b = 0; b < B; ++b)
+      if (!std::isfinite(v[b]))
+        throw InputError("metric '" + metric_.name() + "' returned " + std::to_string(v[b]) + " for row " +
+                         std::to_string(b) + " (a sweep needs finite values)");
+    return v;
+  }
   std::vector<float> lp(V);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < P; ++i) {

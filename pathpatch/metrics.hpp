@@ -2,6 +2,7 @@
 // Metrics of a patched run, from its final hidden states: logits are computed only at the scored
 // positions (and, for logit differences, only for the two answer tokens).
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,13 +19,20 @@ enum class MetricKind {
   LogProb,              // log p(answer)
   KL,                   // KL(clean || patched) of the next-token distribution
   CrossEntropy,         // -log p(next token of the clean input)
+  Custom,               // the user's function of the logits at the scored positions
 };
+
+// A user metric: the logits [B, P, V] at the scored positions in, one value per batch row out.
+// Called from the thread that runs the sweep; what it throws propagates out of the sweep.
+using MetricFn = std::function<std::vector<float>(const Tensor& logits)>;
 
 struct Metric {
   MetricKind kind = MetricKind::LogitDiff;
   std::vector<int32_t> answer;     // per batch row
   std::vector<int32_t> wrong;      // per batch row (logit differences)
   std::vector<int> positions{-1};  // scored positions, negative from the end; averaged over them
+  MetricFn fn;                     // Custom
+  std::string custom_name;         // Custom: its name in titles and legends
 
   static Metric logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong, std::vector<int> positions = {-1});
   static Metric normalized_logit_diff(std::vector<int32_t> answer, std::vector<int32_t> wrong,
@@ -33,6 +41,8 @@ struct Metric {
   static Metric log_prob(std::vector<int32_t> answer, std::vector<int> positions = {-1});
   static Metric kl(std::vector<int> positions = {-1});
   static Metric cross_entropy(std::vector<int> positions = {});  // empty: every position but the last
+  // `fn` sees all scored positions at once (P of them), so it averages over them as it likes.
+  static Metric custom(std::string name, MetricFn fn, std::vector<int> positions = {-1});
 
   std::string name() const;  // "logit difference", ... for titles and legends
 };

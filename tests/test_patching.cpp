@@ -117,6 +117,35 @@ TEST_CASE("metrics on plain runs", "[metrics]") {
   CHECK_THROWS_AS(pp::Scorer(m, pp::Metric::prob({1, 500}), clean(), c.hidden, k.hidden), pp::InputError);
 }
 
+TEST_CASE("a user metric is called with the logits at the scored positions", "[metrics]") {
+  const pp::Model& m = pptest::model("gpt2");
+  pp::Result c = pp::forward(m, clean()), k = pp::forward(m, corrupt());
+  std::vector<pp::Shape> seen;
+  pp::MetricFn diff = [&](const pp::Tensor& logits) {  // [B, P, V]
+    seen.push_back(logits.shape());
+    std::vector<float> out;
+    for (int64_t b = 0; b < logits.size(0); ++b)
+      out.push_back(logits.at({b, 0, b == 0 ? 40 : 41}) - logits.at({b, 0, b == 0 ? 50 : 51}));
+    return out;
+  };
+  pp::Scorer mine(m, pp::Metric::custom("my difference", diff), clean(), c.hidden, k.hidden);
+  pp::Scorer builtin(m, logit_diff(), clean(), c.hidden, k.hidden);
+  CHECK(mine.metric().name() == "my difference");
+  CHECK(seen.at(0) == pp::Shape{2, 1, 101});
+  CHECK(mine.clean_value() == Approx(builtin.clean_value()).margin(1e-4));
+  CHECK(mine.corrupted_value() == Approx(builtin.corrupted_value()).margin(1e-4));
+  pp::SweepResult a = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, pp::Metric::custom("d", diff));
+  pp::SweepResult b = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, logit_diff());
+  for (int64_t i = 0; i < a.values.numel(); ++i) CHECK(a.values.data()[i] == Approx(b.values.data()[i]).margin(1e-4));
+
+  auto returns = [](std::vector<float> v) { return pp::Metric::custom("bad", [v](const pp::Tensor&) { return v; }); };
+  CHECK_THROWS_WITH(pp::Scorer(m, returns({1, 2, 3}), clean(), c.hidden, k.hidden),
+                    Catch::Contains("returned 3 values for a batch of 2 rows"));
+  CHECK_THROWS_WITH(pp::Scorer(m, returns({1, NAN}), clean(), c.hidden, k.hidden),
+                    Catch::Contains("for row 1 (a sweep needs finite values)"));
+  CHECK_THROWS_AS(pp::Scorer(m, pp::Metric::custom("none", nullptr), clean(), c.hidden, k.hidden), pp::InputError);
+}
+
 TEST_CASE("activation patching over sites: shapes, position modes and known values", "[patching]") {
   const pp::Model& m = pptest::model("gpt2");
   pp::Sites sites;

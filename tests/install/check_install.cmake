@@ -1,6 +1,7 @@
 # Installs the build tree into a fresh prefix, then configures, builds and runs the consumer project
 # in tests/install/consumer against it. Run by ctest as
-#   cmake -DBUILD_DIR=... -DWORK_DIR=... -DSOURCE_DIR=... -P check_install.cmake
+#   cmake -DBUILD_DIR=... -DWORK_DIR=... -DSOURCE_DIR=... [-DPYTHON=... -DPYTHON_DIR=...] -P check_install.cmake
+# With PYTHON, the installed Python package is imported from the prefix and runs a forward.
 foreach(var BUILD_DIR WORK_DIR SOURCE_DIR)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "check_install.cmake needs -D${var}=...")
@@ -24,3 +25,11 @@ step("configure the consumer" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/co
 step("build the consumer" ${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step("run the consumer" ${WORK_DIR}/build/consumer ${prefix}/share/pathpatch/zoo/induction-gpt2)
 message(STATUS "${last_output}")
+
+if(PYTHON)
+  step("import the installed Python package" ${CMAKE_COMMAND} -E env PYTHONPATH=${prefix}/${PYTHON_DIR}
+       ${PYTHON} -c "import pathpatch, sys; assert pathpatch.__file__.startswith(sys.argv[1]), pathpatch.__file__; \
+m = pathpatch.load_model(sys.argv[2]); print(m, pathpatch.forward(m, [5, 6, 7]).logits.shape)"
+       ${prefix} ${prefix}/share/pathpatch/zoo/induction-gpt2)
+  message(STATUS "${last_output}")
+endif()

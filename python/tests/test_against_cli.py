@@ -1,0 +1,60 @@
+"""The bindings compute what the C++ CLI computes, bit for bit: same engine, no copy that changes a bit."""
+import numpy as np
+import pytest
+
+import pathpatch as pp
+from conftest import CLEAN, CORRUPT, GOLDEN, ZOO, read_safetensors, read_sweep_csv, run_cli
+
+ROWS = [[1, 5, 9, 2, 7, 3], [4, 4, 8, 1, 0, 6]]
+
+
+@pytest.mark.parametrize("folder", ["gpt2", "llama-gqa", "pythia", "gemma2", "gpt-neo"])
+def test_every_activation_equals_the_cli_dump(folder, tmp_path):
+    model = pp.load_model(str(GOLDEN / folder))
+    out = tmp_path / "acts.safetensors"
+    run_cli("forward", "--model", GOLDEN / folder, "--ids", ",".join(map(str, ROWS[0])), "--ids",
+            ",".join(map(str, ROWS[1])), "--dump", out)
+    ref = read_safetensors(out)
+    logits, cache = pp.run_with_cache(model, np.array(ROWS), names="*")
+    assert np.array_equal(ref["input_ids"], np.array(ROWS, dtype=np.float32))
+    assert logits.dtype == np.float32 and np.array_equal(logits, ref["logits"])
+    names = sorted(n for n in ref if n not in ("logits", "input_ids", "attention_mask"))
+    assert names == sorted(cache)
+    assert names == sorted(model.activation_names)
+    for name in names:
+        assert np.array_equal(cache[name], ref[name]), name
+
+
+def ioi_cli(command, out, *options):
+    """The CLI on the zoo's IOI model with the prompts of the fixture `ioi_prompts`."""
+    run_cli(command, "--model", ZOO / "ioi-llama", "--clean", CLEAN, "--corrupt", CORRUPT, "--answer", " Mary",
+            "--wrong", " John", *options, "--out", out)
+
+
+def test_sender_sweep_equals_the_cli(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    out = tmp_path / "senders.csv"
+    ioi_cli("paths", out, "--include-mlps")
+    s = pp.sweep_senders(ioi, clean, corrupt, metric, include_mlps=True)
+    assert s.axes == ["layer", "head"] and s.values.shape == (ioi.n_layers, ioi.n_heads + 1)
+    assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
+
+
+def test_receiver_sweep_equals_the_cli(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    out = tmp_path / "receivers.csv"
+    ioi_cli("paths", out, "--senders", "0.1", "--receiver-kind", "q")
+    s = pp.sweep_receivers(ioi, clean, corrupt, metric, senders="a0.head1", kind="q")
+    assert np.isnan(s.values[0]).all() and not np.isnan(s.values[1:]).any()  # layer 0 cannot receive from 0.1
+    assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
+
+
+def test_activation_patching_equals_the_cli(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    out = tmp_path / "z.csv"
+    ioi_cli("patch", out, "--sites", "z", "--positions", "each")
+    sweeps = pp.activation_patching(ioi, clean, corrupt, metric, sites="z", positions="each")
+    z = sweeps["z"]
+    assert z.axes == ["layer", "position", "head"]
+    assert z.values.shape == (ioi.n_layers, clean.shape[1], ioi.n_heads)
+    assert np.array_equal(z.values, read_sweep_csv(out, z.values.shape))

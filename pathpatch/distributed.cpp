@@ -73,33 +73,43 @@ void Job::check(const std::exception_ptr& failure) {
 
 void Job::gather(SweepResult& r) {
   if (!mpi_ || size_ == 1) return;
+  // Each process sends its cells and their rows; rank 0 writes them in and takes each cell's
+  // value as the rows' mean, the very bits the sending process computed.
+  const int64_t B = r.per_example.size(-1);
   const int n = static_cast<int>(r.filled.size());
   std::vector<int64_t> cells(r.filled.begin(), r.filled.end());
-  std::vector<float> values;
-  for (int64_t c : cells) values.push_back(r.values.data()[c]);
-  std::vector<int> counts(root() ? size_ : 0), offsets(root() ? size_ : 0);
+  std::vector<float> rows;
+  for (int64_t c : cells) rows.insert(rows.end(), r.per_example.data() + c * B, r.per_example.data() + (c + 1) * B);
+  std::vector<int> counts(root() ? size_ : 0), offsets(root() ? size_ : 0), row_counts, row_offsets;
   MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, world());
   int total = 0;
   for (int i = 0; i < static_cast<int>(counts.size()); ++i) {
     offsets[i] = total;
     total += counts[i];
+    row_counts.push_back(static_cast<int>(counts[i] * B));
+    row_offsets.push_back(static_cast<int>(offsets[i] * B));
   }
   std::vector<int64_t> all_cells(static_cast<size_t>(total));
-  std::vector<float> all_values(static_cast<size_t>(total));
+  std::vector<float> all_rows(static_cast<size_t>(total * B));
   MPI_Gatherv(cells.data(), n, MPI_INT64_T, all_cells.data(), counts.data(), offsets.data(), MPI_INT64_T, 0, world());
-  MPI_Gatherv(values.data(), n, MPI_FLOAT, all_values.data(), counts.data(), offsets.data(), MPI_FLOAT, 0, world());
+  MPI_Gatherv(rows.data(), static_cast<int>(n * B), MPI_FLOAT, all_rows.data(), row_counts.data(), row_offsets.data(),
+              MPI_FLOAT, 0, world());
   // The work done, summed over the processes.
   double work[3] = {r.stats.flops, static_cast<double>(r.stats.computed), static_cast<double>(r.stats.cache_hits)};
   double sum[3] = {0, 0, 0};
   MPI_Reduce(work, sum, 3, MPI_DOUBLE, MPI_SUM, 0, world());
   if (!root()) return;
   const int64_t numel = r.values.numel();
-  Tensor merged = r.values.clone();
+  Tensor values = r.values.clone(), per_example = r.per_example.clone();
   for (int i = 0; i < total; ++i) {
-    PP_CHECK(all_cells[i] >= 0 && all_cells[i] < numel, "a process sent a cell outside the sweep");
-    merged.data_mut()[all_cells[i]] = all_values[i];
+    const int64_t c = all_cells[i];
+    PP_CHECK(c >= 0 && c < numel, "a process sent a cell outside the sweep");
+    std::vector<float> cell_rows(all_rows.begin() + i * B, all_rows.begin() + (i + 1) * B);
+    values.data_mut()[c] = metric_mean(cell_rows);
+    std::copy(cell_rows.begin(), cell_rows.end(), per_example.data_mut() + c * B);
   }
-  r.values = merged;
+  r.values = values;
+  r.per_example = per_example;
   std::sort(all_cells.begin(), all_cells.end());
   r.filled = all_cells;
   r.stats.flops = sum[0];

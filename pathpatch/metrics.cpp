@@ -135,12 +135,21 @@ Scorer::Scorer(const Model& model, const Metric& metric, const Batch& clean, con
       break;
     }
   }
-  auto avg = [](const std::vector<float>& v) { return std::accumulate(v.begin(), v.end(), 0.0f) / v.size(); };
-  clean_ = avg(raw(clean_hidden, 0));
-  corrupted_ = avg(raw(corrupted_hidden, 0));
-  if (metric.kind == MetricKind::NormalizedLogitDiff && std::fabs(clean_ - corrupted_) < 1e-6f)
-    throw InputError("normalised logit difference: the clean and corrupted runs score the same (" +
-                     std::to_string(clean_) + "), so there is nothing to normalise by");
+  clean_rows_ = raw(clean_hidden, 0);
+  corrupted_rows_ = raw(corrupted_hidden, 0);
+  clean_ = metric_mean(clean_rows_);
+  corrupted_ = metric_mean(corrupted_rows_);
+  if (metric.kind == MetricKind::NormalizedLogitDiff) {
+    if (std::fabs(clean_ - corrupted_) < 1e-6f)
+      throw InputError("normalised logit difference: the clean and corrupted runs score the same (" +
+                       std::to_string(clean_) + "), so there is nothing to normalise by");
+    normalise(clean_rows_);
+    normalise(corrupted_rows_);
+  }
+}
+
+void Scorer::normalise(std::vector<float>& rows) const {
+  for (float& x : rows) x = (x - corrupted_) / (clean_ - corrupted_);
 }
 
 int64_t Scorer::first_position() const { return *std::min_element(positions_.begin(), positions_.end()); }
@@ -199,14 +208,14 @@ std::vector<float> Scorer::raw(const Tensor& hidden, int64_t first) const {
 
 std::vector<float> Scorer::per_example(const Tensor& hidden, int64_t first) const {
   std::vector<float> v = raw(hidden, first);
-  if (metric_.kind == MetricKind::NormalizedLogitDiff)
-    for (float& x : v) x = (x - corrupted_) / (clean_ - corrupted_);
+  if (metric_.kind == MetricKind::NormalizedLogitDiff) normalise(v);
   return v;
 }
 
-float Scorer::mean(const Tensor& hidden, int64_t first) const {
-  std::vector<float> v = per_example(hidden, first);
-  return std::accumulate(v.begin(), v.end(), 0.0f) / static_cast<float>(v.size());
+float metric_mean(const std::vector<float>& rows) {
+  return std::accumulate(rows.begin(), rows.end(), 0.0f) / static_cast<float>(rows.size());
 }
+
+float Scorer::mean(const Tensor& hidden, int64_t first) const { return metric_mean(per_example(hidden, first)); }
 
 }  // namespace pathpatch

@@ -47,6 +47,10 @@ struct Metric {
   std::string name() const;  // "logit difference", ... for titles and legends
 };
 
+// A batch's value of a metric: the mean of its rows' values (in float, in row order: a sweep read
+// back from its unit log recomputes the very same bits).
+float metric_mean(const std::vector<float>& rows);
+
 // The logits [B, P, V] at `positions` (negative from the end) of final hidden states [B, T, D].
 Tensor logits_at(const Model& model, const Tensor& hidden, const std::vector<int>& positions);
 
@@ -64,12 +68,15 @@ class Scorer {
   float mean(const Tensor& hidden, int64_t first = 0) const;
   int64_t first_position() const;
   int64_t last_position() const;
-  float clean_value() const { return clean_; }
+  float clean_value() const { return clean_; }          // batch means
   float corrupted_value() const { return corrupted_; }
+  const std::vector<float>& clean_rows() const { return clean_rows_; }  // per batch row
+  const std::vector<float>& corrupted_rows() const { return corrupted_rows_; }
   const Metric& metric() const { return metric_; }
 
  private:
   std::vector<float> raw(const Tensor& hidden, int64_t first) const;  // before normalisation
+  void normalise(std::vector<float>& rows) const;  // NormalizedLogitDiff: raw -> (x - corrupted) / (clean - corrupted)
 
   const Model& model_;
   Metric metric_;
@@ -77,6 +84,7 @@ class Scorer {
   std::vector<int32_t> targets_;  // cross-entropy: [B, P]
   Tensor clean_logprobs_;         // KL: [B, P, V]
   float clean_ = 0, corrupted_ = 0;
+  std::vector<float> clean_rows_, corrupted_rows_;
 };
 
 }  // namespace pathpatch

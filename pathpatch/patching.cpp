@@ -67,36 +67,45 @@ ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cac
   return o;
 }
 
-// Runs a sweep's experiments and writes each one's score into its cell of res.values: units of
-// other shards stay NaN, units in the log are read back instead of computed, and each unit is
-// recorded in the log as it finishes.
+// Runs a sweep's experiments and writes each one's score into its cell of res.values (the batch's
+// mean) and res.per_example (each row's): units of other shards stay NaN, units in the log are read
+// back instead of computed, and each unit is recorded in the log as it finishes.
 void score(const Model& model, const std::vector<Batch>& inputs, const std::vector<Experiment>& experiments,
            const std::vector<int64_t>& cells, const Scorer& scorer, ExperimentOptions eo, const Shard& shard,
            UnitLog* log, const std::string& part, SweepResult& res) {
+  const int64_t n = res.values.numel(), B = inputs[0].size;
+  Shape rows_shape = res.values.shape();
+  rows_shape.push_back(B);
+  res.per_example = Tensor::full(rows_shape, std::numeric_limits<float>::quiet_NaN());
   float* values = res.values.data_mut();
-  const int64_t n = res.values.numel();
+  float* rows = res.per_example.data_mut();
+  auto fill = [&](const UnitCell& c) {
+    values[c.cell] = metric_mean(c.rows);
+    std::copy(c.rows.begin(), c.rows.end(), rows + c.cell * B);
+    res.filled.push_back(c.cell);
+  };
   eo.shard = shard;
   if (log)
     eo.skip = [&](size_t unit) {
       const UnitCells* resumed = log->finished(part, unit);
       if (!resumed) return false;
-      for (const auto& [cell, v] : *resumed) {
-        if (cell < 0 || cell >= n)
-          throw InputError("resumed unit " + std::to_string(unit) + (part.empty() ? "" : " of " + part) + ": cell " +
-                           std::to_string(cell) + " is outside the sweep's " + std::to_string(n) +
+      const std::string where = "resumed unit " + std::to_string(unit) + (part.empty() ? "" : " of " + part);
+      for (const UnitCell& c : *resumed) {
+        if (c.cell < 0 || c.cell >= n)
+          throw InputError(where + ": cell " + std::to_string(c.cell) + " is outside the sweep's " + std::to_string(n) +
                            " values (the log belongs to another sweep)");
-        values[cell] = v;
-        res.filled.push_back(cell);
+        if (static_cast<int64_t>(c.rows.size()) != B)
+          throw InputError(where + ": cell " + std::to_string(c.cell) + " has " + std::to_string(c.rows.size()) +
+                           " rows, the batch " + std::to_string(B) + " (the log belongs to another sweep)");
+        fill(c);
       }
       return true;
     };
   eo.finished = [&](size_t unit, size_t first, const std::vector<Tensor>& hidden) {
     UnitCells done;
     for (size_t i = 0; i < hidden.size(); ++i) {
-      const int64_t cell = cells[first + i];
-      values[cell] = scorer.mean(hidden[i], scorer.first_position());
-      done.emplace_back(cell, values[cell]);
-      res.filled.push_back(cell);
+      done.push_back(UnitCell{cells[first + i], scorer.per_example(hidden[i], scorer.first_position())});
+      fill(done.back());
     }
     if (log) log->record(part, unit, done);
   };
@@ -229,6 +238,8 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
     res.metric = metric.name();
     res.clean = scorer.clean_value();
     res.corrupted = scorer.corrupted_value();
+    res.clean_rows = scorer.clean_rows();
+    res.corrupted_rows = scorer.corrupted_rows();
     Shape shape{static_cast<int64_t>(layers.size())};
     res.axes.push_back("layer");
     std::vector<std::string> layer_labels;
@@ -356,6 +367,8 @@ SweepResult grid(const Model& m, const std::string& title, const Scorer& scorer,
   res.metric = scorer.metric().name();
   res.clean = scorer.clean_value();
   res.corrupted = scorer.corrupted_value();
+  res.clean_rows = scorer.clean_rows();
+  res.corrupted_rows = scorer.corrupted_rows();
   res.axes = {"layer", "head"};
   res.labels.push_back(numbers(m.config().n_layers));
   std::vector<std::string> heads = numbers(m.config().n_heads);

@@ -23,11 +23,14 @@ struct SweepResult {
   std::string metric;                             // the metric's name
   std::vector<std::string> axes;                  // "layer", "position", "head"
   std::vector<std::vector<std::string>> labels;   // tick labels per axis
-  Tensor values;
-  float clean = 0, corrupted = 0;                 // the metric on the unpatched runs
+  Tensor values;                                  // the metric on the batch: the mean of per_example's rows
+  Tensor per_example;                             // [..., B]: the metric on each batch row, per cell
+  float clean = 0, corrupted = 0;                 // the metric on the unpatched runs (batch means)
+  std::vector<float> clean_rows, corrupted_rows;  // ... on each batch row
   RunStats stats;                                 // the work the sweep's experiments did
   std::vector<int64_t> filled;                    // flat indices of the values this process computed
-                                                  // or resumed (with a Shard, a share; others NaN)
+                                                  // or resumed (with a Shard, a share; others NaN,
+                                                  // in values and per_example alike)
 };
 
 // ---- Many experiments at once ----------------------------------------------------------------

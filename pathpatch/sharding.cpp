@@ -19,15 +19,40 @@ namespace {
 
 constexpr uint64_t kMaxLogBytes = 1ull << 30;  // a log of a billion-cell sweep would be this big
 
-// One line: "<part> <unit> <count> <cell>:<value in hex> ...\n". A part is a site name.
+// One line: "<part> <unit> <count> <cell>:<row 0>,<row 1>,... ...\n", the rows' values in hex. A
+// part is a site name.
 std::string line_of(const std::string& part, size_t unit, const UnitCells& cells) {
   std::string s = (part.empty() ? "-" : part) + " " + std::to_string(unit) + " " + std::to_string(cells.size());
   char buf[64];
-  for (const auto& [cell, v] : cells) {
-    std::snprintf(buf, sizeof buf, " %lld:%a", static_cast<long long>(cell), static_cast<double>(v));
+  for (const UnitCell& c : cells) {
+    std::snprintf(buf, sizeof buf, " %lld:", static_cast<long long>(c.cell));
     s += buf;
+    for (size_t i = 0; i < c.rows.size(); ++i) {
+      std::snprintf(buf, sizeof buf, "%s%a", i ? "," : "", static_cast<double>(c.rows[i]));
+      s += buf;
+    }
   }
   return s + "\n";
+}
+
+// "<cell>:<v>,<v>,..." -> the cell; false if it is not that.
+bool parse_cell(const std::string& item, UnitCell& out) {
+  const size_t colon = item.find(':');
+  if (colon == std::string::npos || colon + 1 == item.size()) return false;
+  char* end = nullptr;
+  const long long cell = std::strtoll(item.c_str(), &end, 10);
+  if (end != item.c_str() + colon || cell < 0) return false;
+  out.cell = cell;
+  out.rows.clear();
+  const char* at = item.c_str() + colon + 1;
+  for (;;) {
+    const float v = std::strtof(at, &end);
+    if (end == at) return false;
+    out.rows.push_back(v);
+    if (*end == '\0') return true;
+    if (*end != ',') return false;
+    at = end + 1;
+  }
 }
 
 // Reads one file's complete lines into `done`; a last line without its newline (a crash while
@@ -46,18 +71,13 @@ void read_log(const fs::path& path, std::map<std::pair<std::string, size_t>, Uni
       return InputError(path.string() + ":" + std::to_string(line_no) + ": " + why +
                         "; remove the folder to start the sweep afresh");
     };
-    if (!(in >> part >> unit >> count)) throw bad("expected '<part> <unit> <count> <cell>:<value>...'");
+    if (!(in >> part >> unit >> count)) throw bad("expected '<part> <unit> <count> <cell>:<value>,...'");
     UnitCells cells;
     std::string item;
     while (in >> item) {
-      const size_t colon = item.find(':');
-      char* e1 = nullptr;
-      char* e2 = nullptr;
-      const long long cell = colon == std::string::npos ? -1 : std::strtoll(item.c_str(), &e1, 10);
-      const float v = colon == std::string::npos ? 0.0f : std::strtof(item.c_str() + colon + 1, &e2);
-      if (colon == std::string::npos || e1 != item.c_str() + colon || *e2 != '\0' || cell < 0)
-        throw bad("'" + item + "' is not <cell>:<value>");
-      cells.emplace_back(cell, v);
+      UnitCell c;
+      if (!parse_cell(item, c)) throw bad("'" + item + "' is not <cell>:<value>,<value>,...");
+      cells.push_back(std::move(c));
     }
     if (cells.size() != count) throw bad("says " + std::to_string(count) + " cells, holds " + std::to_string(cells.size()));
     done[{part == "-" ? "" : part, unit}] = std::move(cells);

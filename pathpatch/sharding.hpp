@@ -24,8 +24,14 @@ struct Shard {
   bool owns(size_t unit) const { return count <= 1 || static_cast<int>(unit % static_cast<size_t>(count)) == index; }
 };
 
-// One finished unit: the cells of the sweep's values it wrote, as (flat index, value).
-using UnitCells = std::vector<std::pair<int64_t, float>>;
+// One cell of a finished unit: its flat index in the sweep's values, and the metric on each batch
+// row (the cell's value is their mean, metric_mean in metrics.hpp).
+struct UnitCell {
+  int64_t cell = 0;
+  std::vector<float> rows;
+  bool operator==(const UnitCell& o) const = default;
+};
+using UnitCells = std::vector<UnitCell>;
 
 // Where finished units are kept. `part` tells the sweeps of one call apart (the site name in
 // activation patching; "" in path patching).
@@ -39,7 +45,8 @@ class UnitLog {
 };
 
 // A UnitLog in a folder: each process appends the units it finishes to its own file
-// (units-<index>.log, one line per unit, floats in hex so that they read back exactly), and reads
+// (units-<index>.log, one line per unit, each cell's rows as floats in hex so that they read back
+// exactly), and reads
 // every process's file when it opens, so a job resumed with another number of processes still
 // finds every finished unit. The folder is stamped with the experiment (`fingerprint`: model,
 // inputs, sweep and options); another experiment's folder is refused (InputError). A line cut

@@ -75,5 +75,21 @@ ln -s /dev/zero "$tmp/zero/config.json"
 expect 1 "not a regular file" info --model "$tmp/zero"
 expect 1 "--cache-bytes: '12X'" forward --model "$gold" --ids 3,4 --cache-bytes 12X
 
+# Prompt files (pathpatch/prompts.hpp).
+prompts=$zoo/eval.jsonl
+expect 1 "the prompts come from the file; leave out --clean and --corrupt" paths --model "$zoo" --prompts "$prompts" \
+  --clean "$clean"
+expect 1 "gives them already, one per prompt" paths --model "$zoo" --prompts "$prompts" --answer ' Mary'
+expect 1 "--limit applies to --prompts" paths --model "$zoo" "${sweep[@]}" --limit 3
+printf '{"ids": [1, 2], "corrupt_ids": [1, 3]}\n{"ids": [1, 2], "corrupt_ids": [1, 2, 3]}\n' >"$tmp/bad.jsonl"
+expect 1 "bad.jsonl:2: the clean prompt has 2 tokens, the corrupted one 3" patch --model "$zoo" --prompts "$tmp/bad.jsonl" \
+  --answer-id 5 --wrong-id 6
+expect 1 "no-such.jsonl: cannot read the prompt file (no such file or directory)" forward --model "$zoo" \
+  --prompts "$tmp/no-such.jsonl"
+# ... and what they compute: the first prompts of the file, per prompt and on average.
+"$cli" paths --model "$zoo" --prompts "$prompts" --limit 4 --out "$tmp/p.csv" >"$tmp/out" 2>"$tmp/err" &&
+  head -1 "$tmp/p.csv" | grep -qx "layer,head,value,row0,row1,row2,row3" ||
+  { echo "FAIL: paths --prompts --limit 4 --out p.csv: no per-prompt columns" >&2; failures=$((failures + 1)); }
+
 [ "$failures" -eq 0 ] && echo "all CLI refusals as documented"
 exit $((failures > 0))

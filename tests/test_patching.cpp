@@ -5,6 +5,7 @@
 #include "helpers.hpp"
 #include "models/safetensors.hpp"
 #include "pathpatch/patching.hpp"
+#include "viz/heatmap.hpp"
 
 namespace pp = pathpatch;
 
@@ -222,6 +223,39 @@ TEST_CASE("path patching: senders to every receiver together equal activation pa
     pp::Result direct = pp::path_patch(m, clean(), corrupt(), {{0, 1}}, {pp::Receiver::logits()});
     CHECK(pp::max_abs_diff(direct.hidden, act.hidden) > 1e-3f);
   }
+}
+
+TEST_CASE("sweeps keep each batch row's value; the value is their mean", "[patching]") {
+  const pp::Model& m = pptest::model("gpt2");
+  pp::SweepResult s = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, logit_diff(), {}, true);
+  REQUIRE(s.per_example.shape() == pp::Shape{2, 5, 2});
+  pp::Result c = pp::forward(m, clean()), k = pp::forward(m, corrupt());
+  auto row_diff = [](const pp::Tensor& logits, int64_t b) {
+    return logits.at({b, 6, b == 0 ? 40 : 41}) - logits.at({b, 6, b == 0 ? 50 : 51});
+  };
+  for (int64_t b = 0; b < 2; ++b) {
+    CHECK(s.clean_rows[b] == Approx(row_diff(c.logits, b)).margin(1e-4));
+    CHECK(s.corrupted_rows[b] == Approx(row_diff(k.logits, b)).margin(1e-4));
+  }
+  for (int layer = 0; layer < 2; ++layer)
+    for (int head = 0; head < 5; ++head) {
+      const float* rows = s.per_example.data() + (layer * 5 + head) * 2;
+      CHECK(s.values.at({layer, head}) == pp::metric_mean({rows[0], rows[1]}));  // bit for bit
+      pp::Result one = pp::path_patch(m, clean(), corrupt(), {{layer, head == 4 ? -1 : head}}, {pp::Receiver::logits()});
+      for (int64_t b = 0; b < 2; ++b) CHECK(rows[b] == Approx(row_diff(one.logits, b)).margin(1e-4));
+    }
+  // Activation patching too, with the rows of a normalised metric normalised by the batch's means.
+  pp::Sites sites;
+  sites.names = {"resid_pre"};
+  auto norm = pp::activation_patching(m, clean(), corrupt(), sites,
+                                      pp::Metric::normalized_logit_diff({40, 41}, {50, 51}))["resid_pre"];
+  REQUIRE(norm.per_example.shape() == pp::Shape{2, 2});
+  CHECK(norm.per_example.at({0, 0}) == Approx(norm.clean_rows[0]).margin(1e-5));  // layer 0, all positions: clean
+  CHECK(norm.clean_rows[0] + norm.clean_rows[1] == Approx(2.0f).margin(1e-5));
+  // Changes from a baseline are per row: each row from its own unpatched value.
+  pp::SweepResult change = pp::viz::relative_to(s, pp::viz::Baseline::Clean);
+  for (int64_t b = 0; b < 2; ++b)
+    CHECK(change.per_example.at({1, 2, b}) == s.per_example.at({1, 2, b}) - s.clean_rows[b]);
 }
 
 TEST_CASE("path patching sweeps and refusals", "[patching][refuse]") {

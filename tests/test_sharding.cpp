@@ -37,9 +37,12 @@ pp::SweepResult merged(int count, const Sweep& sweep) {
       all = part;
       all.values = part.values.clone();
     }
+    if (k == 0) all.per_example = part.per_example.clone();
+    const int64_t B = part.per_example.size(-1);
     for (int64_t cell : part.filled) {
       CHECK(seen.insert(cell).second);  // no cell computed twice
       all.values.data_mut()[cell] = part.values.data()[cell];
+      std::copy_n(part.per_example.data() + cell * B, B, all.per_example.data_mut() + cell * B);
     }
   }
   all.filled.assign(seen.begin(), seen.end());
@@ -73,6 +76,7 @@ TEST_CASE("activation patching split into 2 or 3 shares merges into the one-proc
         CHECK(all.filled == one[site].filled);
         CHECK(static_cast<int64_t>(all.filled.size()) == one[site].values.numel());
         CHECK(same_bits(all.values, one[site].values));
+        CHECK(same_bits(all.per_example, one[site].per_example));
       }
   }
 }
@@ -133,6 +137,7 @@ TEST_CASE("a sweep stopped part-way resumes from its unit log to the same bits",
   const pp::SweepResult resumed = pp::activation_patching(m, clean(), corrupt(), sites, logit_diff(), o)["z"];
   CHECK(computed == 4 * 2 * 4);  // four positions x 2 layers x 4 heads
   CHECK(same_bits(resumed.values, one.values));
+  CHECK(same_bits(resumed.per_example, one.per_example));  // each row's value comes back too
   CHECK(resumed.filled == one.filled);
 
   // A third run of the same experiment finds everything done.
@@ -146,28 +151,29 @@ TEST_CASE("a unit log refuses another experiment's folder and malformed lines, a
   const fs::path dir = fresh_dir("log");
   {
     pp::UnitLogFile log(dir, "experiment A", pp::Shard{0, 2});
-    log.record("z", 0, {{0, 0.5f}, {1, -1.25f}});
-    log.record("z", 2, {{4, std::nanf("")}});
+    log.record("z", 0, {{0, {0.5f, 1.5f}}, {1, {-1.25f, 0x1.8p-20f}}});
+    log.record("z", 2, {{4, {std::nanf(""), 2.0f}}});
   }
   CHECK_THROWS_WITH(pp::UnitLogFile(dir, "experiment B", pp::Shard{}), Catch::Contains("another experiment"));
   // Values come back exactly (NaN too); a crash's cut-off line is dropped, and cut off for good.
   {
     std::ofstream f(dir / "units-0.log", std::ios::app);
-    f << "z 5 1 3:0x1.8p+0";  // no newline
+    f << "z 5 1 3:0x1.8p+0,0x1p+0";  // no newline
   }
   {
     pp::UnitLogFile log(dir, "experiment A", pp::Shard{0, 2});
     CHECK(log.resumed() == 2);
     REQUIRE(log.finished("z", 0) != nullptr);
-    CHECK(*log.finished("z", 0) == pp::UnitCells{{0, 0.5f}, {1, -1.25f}});
-    CHECK(std::isnan(log.finished("z", 2)->at(0).second));
+    CHECK(*log.finished("z", 0) == pp::UnitCells{{0, {0.5f, 1.5f}}, {1, {-1.25f, 0x1.8p-20f}}});
+    CHECK(std::isnan(log.finished("z", 2)->at(0).rows[0]));
+    CHECK(log.finished("z", 2)->at(0).rows[1] == 2.0f);
     CHECK(log.finished("z", 5) == nullptr);
-    log.record("z", 6, {{7, 2.0f}});
+    log.record("z", 6, {{7, {2.0f, 3.0f}}});
   }
   CHECK(pp::UnitLogFile(dir, "experiment A", pp::Shard{}).resumed() == 3);
   {
     std::ofstream f(dir / "units-1.log", std::ios::app);
-    f << "z 1 2 3:0x1p+0\n";  // says two cells, holds one
+    f << "z 1 2 3:0x1p+0,0x1p+1\n";  // says two cells, holds one
   }
   CHECK_THROWS_WITH(pp::UnitLogFile(dir, "experiment A", pp::Shard{}),
                     Catch::Contains("units-1.log:1") && Catch::Contains("says 2 cells, holds 1"));
@@ -177,7 +183,7 @@ TEST_CASE("a unit log refuses another experiment's folder and malformed lines, a
   const fs::path other = fresh_dir("log-other");
   {
     pp::UnitLogFile log(other, "x", pp::Shard{});
-    log.record("z", 0, {{9999, 1.0f}});
+    log.record("z", 0, {{9999, {1.0f, 1.0f}}});
   }
   pp::UnitLogFile log(other, "x", pp::Shard{});
   pp::Sites sites;
@@ -188,4 +194,15 @@ TEST_CASE("a unit log refuses another experiment's folder and malformed lines, a
   CHECK_THROWS_WITH(pp::activation_patching(pptest::model("gpt2"), clean(), corrupt(), sites, logit_diff(), o),
                     Catch::Contains("cell 9999 is outside"));
   fs::remove_all(other);
+  // ... and so is one whose cells hold another batch's rows.
+  const fs::path rows = fresh_dir("log-rows");
+  {
+    pp::UnitLogFile log3(rows, "x", pp::Shard{});
+    log3.record("z", 0, {{0, {1.0f, 1.0f, 1.0f}}});
+  }
+  pp::UnitLogFile log3(rows, "x", pp::Shard{});
+  o.log = &log3;
+  CHECK_THROWS_WITH(pp::activation_patching(pptest::model("gpt2"), clean(), corrupt(), sites, logit_diff(), o),
+                    Catch::Contains("cell 0 has 3 rows, the batch 2"));
+  fs::remove_all(rows);
 }

@@ -230,14 +230,14 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
-nlohmann::json nested(const SweepResult& s, size_t axis, int64_t offset, const std::vector<int64_t>& st) {
+nlohmann::json nested(const Tensor& t, size_t axis, int64_t offset, const std::vector<int64_t>& st) {
   nlohmann::json arr = nlohmann::json::array();
-  for (int64_t i = 0; i < s.values.size(static_cast<int>(axis)); ++i) {
+  for (int64_t i = 0; i < t.size(static_cast<int>(axis)); ++i) {
     const int64_t at = offset + i * st[axis];
-    if (axis + 1 < static_cast<size_t>(s.values.dim())) {
-      arr.push_back(nested(s, axis + 1, at, st));
+    if (axis + 1 < static_cast<size_t>(t.dim())) {
+      arr.push_back(nested(t, axis + 1, at, st));
     } else {
-      const float v = s.values.data()[at];
+      const float v = t.data()[at];
       arr.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(tidy(v)));
     }
   }
@@ -294,6 +294,18 @@ SweepResult relative_to(const SweepResult& s, Baseline b) {
   std::vector<float> v(s.values.data(), s.values.data() + s.values.numel());
   for (float& x : v) x -= base;
   r.values = Tensor::from_vector(s.values.shape(), std::move(v));
+  // Each row's values from that row's own unpatched value.
+  const std::vector<float>& row_base = b == Baseline::Clean ? s.clean_rows : s.corrupted_rows;
+  if (s.per_example.defined() && static_cast<int64_t>(row_base.size()) == s.per_example.size(-1)) {
+    const int64_t B = s.per_example.size(-1);
+    std::vector<float> rows(s.per_example.data(), s.per_example.data() + s.per_example.numel());
+    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) rows[i] -= row_base[i % B];
+    r.per_example = Tensor::from_vector(s.per_example.shape(), std::move(rows));
+  } else {
+    r.per_example = Tensor();
+  }
+  for (float& x : r.clean_rows) x -= base;  // the rows' baselines move with the batch's
+  for (float& x : r.corrupted_rows) x -= base;
   r.metric = "change in " + (s.metric.empty() ? std::string("metric") : s.metric) + " from " +
              (b == Baseline::Clean ? "clean" : "corrupted");
   return r;
@@ -330,6 +342,7 @@ SweepResult reduce_sweep(const SweepResult& s, const HeatmapOptions& o) {
       out.push_back(o.fixed_index >= 0 ? along[o.fixed_index] : reduce_values(along, o.reduce));
     }
   r.values = Tensor::from_vector(shape, std::move(out));
+  r.per_example = Tensor();  // reduced maps are pictures; the rows stay in the sweep itself
   return r;
 }
 
@@ -376,6 +389,9 @@ std::string sweep_csv(const SweepResult& s) {
   std::vector<std::string> header;
   for (const auto& a : s.axes) header.push_back(csv_field(a));
   header.push_back("value");
+  // Batches of several rows: each row's value after the mean.
+  const int64_t B = s.per_example.defined() ? s.per_example.size(-1) : 0;
+  for (int64_t b = 0; B > 1 && b < B; ++b) header.push_back("row" + std::to_string(b));
   out << joined(header, ",") << "\n";
   const Shape& shape = s.values.shape();
   const std::vector<int64_t> st = strides(shape);
@@ -386,7 +402,12 @@ std::string sweep_csv(const SweepResult& s) {
       out << csv_field(labelled ? s.labels[a][i] : std::to_string(i)) << ",";
     }
     const float v = s.values.data()[flat];
-    out << (std::isnan(v) ? "nan" : num(v, "%.9g")) << "\n";
+    out << (std::isnan(v) ? "nan" : num(v, "%.9g"));
+    for (int64_t b = 0; B > 1 && b < B; ++b) {
+      const float r = s.per_example.data()[flat * B + b];
+      out << "," << (std::isnan(r) ? "nan" : num(r, "%.9g"));
+    }
+    out << "\n";
   }
   return out.str();
 }
@@ -400,7 +421,12 @@ std::string sweep_json(const SweepResult& s) {
   j["axes"] = s.axes;
   j["labels"] = s.labels;
   j["shape"] = s.values.shape();
-  j["values"] = s.values.dim() == 0 ? nlohmann::json::array() : nested(s, 0, 0, strides(s.values.shape()));
+  j["values"] = s.values.dim() == 0 ? nlohmann::json::array() : nested(s.values, 0, 0, strides(s.values.shape()));
+  if (s.per_example.defined()) {
+    j["per_example"] = nested(s.per_example, 0, 0, strides(s.per_example.shape()));
+    j["clean_rows"] = s.clean_rows;
+    j["corrupted_rows"] = s.corrupted_rows;
+  }
   return j.dump();
 }
 

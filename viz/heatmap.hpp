@@ -35,7 +35,7 @@ namespace pathpatch::viz {
 enum class Baseline { None, Clean, Corrupted };
 
 // The sweep's values minus the baseline, its metric renamed "change in <metric> from clean"; the
-// sweep itself for Baseline::None.
+// sweep itself for Baseline::None. Per-row values become each row's change from its own baseline.
 SweepResult relative_to(const SweepResult& s, Baseline b);
 
 enum class Reduce { Sum, Mean, MaxAbs };  // MaxAbs keeps the value of largest magnitude (with its sign)
@@ -60,9 +60,11 @@ SweepResult reduce_sweep(const SweepResult& s, const HeatmapOptions& o);
 
 std::string heatmap_svg(const SweepResult& s, const HeatmapOptions& o = {});
 
-// One row per cell: a column per axis (its tick label), then "value"; a header line first. NaN as "nan".
+// One row per cell: a column per axis (its tick label), then "value" (the batch mean), then for a
+// batch of several rows "row0", "row1", ... (each row's value); a header line first. NaN as "nan".
 std::string sweep_csv(const SweepResult& s);
-// {"title", "metric", "clean", "corrupted", "axes", "labels", "shape", "values" (nested, null for NaN)}
+// {"title", "metric", "clean", "corrupted", "axes", "labels", "shape", "values" (nested, null for
+// NaN), and with per-row values "per_example" (nested, one more axis), "clean_rows", "corrupted_rows"}
 std::string sweep_json(const SweepResult& s);
 
 // Chooses by extension: .svg (heatmap), .png / .pdf (the heatmap rasterised by Graphviz), .csv,

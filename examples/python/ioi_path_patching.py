@@ -1,14 +1,14 @@
 """Path patching on the shipped IOI model over its own prompt file (models/zoo/ioi-llama/eval.jsonl).
 
-For one held-out template, every head's path to the logits is patched from the corrupted prompts
-(the subject's second mention replaced by a third name), and the change in the logit difference
-IO - S is printed per head and drawn as a heatmap. Then the two heads that move it most are taken
+Over the file's prompts (all templates, held-out ones included), every head's path to the logits
+is patched from the corrupted prompts (the subject's second mention replaced by a third name), and
+the change in the logit difference IO - S is printed per head, on average and per prompt, and drawn
+as a heatmap. Then the two heads that move it most are taken
 as receivers, and every earlier head is swept as a sender into their queries, keys and values.
 
     PYTHONPATH=build/python python3 examples/python/ioi_path_patching.py [--prompts N] [--out DIR]
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models/zoo/ioi-llama"
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--prompts", type=int, default=32)
-parser.add_argument("--template", default="heldout_2")
+parser.add_argument("--prompts", type=int, default=0, help="the first N prompts of the file (default: all)")
 parser.add_argument("--out", default=".")
 args = parser.parse_args()
 
 model = pp.load_model(str(MODEL))
-rows = [json.loads(line) for line in (MODEL / "eval.jsonl").read_text().splitlines()]
-rows = [r for r in rows if r["template"] == args.template][: args.prompts]  # one template: one length
-clean = np.array([r["ids"] for r in rows])
-corrupt = np.array([r["corrupt_ids"] for r in rows])
-metric = pp.Metric.logit_diff(answer=[r["answer_id"] for r in rows], wrong=[r["wrong_id"] for r in rows])
-print(f"{len(rows)} prompts of template {args.template}, e.g. {rows[0]['prompt']!r} -> {rows[0]['answer']!r}")
+# Prompts of different lengths are left-padded into one batch: position -1 is every row's last token.
+prompts = pp.read_prompts(model, MODEL / "eval.jsonl", limit=args.prompts)
+clean, corrupt = prompts.clean, prompts.corrupted
+metric = pp.Metric.logit_diff(answer=prompts.answer, wrong=prompts.wrong)
+print(f"{len(prompts)} prompts, e.g. {prompts.texts[0]!r}")
 
 cache = pp.Cache()  # shared: the sweeps reuse each other's work
 senders = pp.sweep_senders(model, clean, corrupt, metric, include_mlps=True, cache=cache)
@@ -41,6 +39,12 @@ for layer, row in zip(effect.labels[0], effect.values):
     print(f"  layer {layer}: " + "  ".join(f"{v:+7.3f}" for v in row))
 out = Path(args.out)
 effect.heatmap(out / "ioi_senders.svg")
+# The mean hides the spread: per prompt, how often does corrupting each head's path lower the answer?
+per_prompt = effect.per_example  # layer x head x prompt
+lowered = (per_prompt < 0).mean(axis=-1)
+print("share of prompts whose logit difference falls, per sender (columns: heads, then the MLP):")
+for layer, row in zip(effect.labels[0], lowered):
+    print(f"  layer {layer}: " + "  ".join(f"{v:7.2f}" for v in row))
 
 heads = [(l, h) for l in range(model.n_layers) for h in range(model.n_heads)]
 top = sorted(heads, key=lambda lh: -abs(effect.values[lh]))[:2]

@@ -285,6 +285,7 @@ int main(int argc, char** argv) {
   auto* fwd = app.add_subcommand("forward", "Run the model: the top next tokens, or dump activations");
   add_model(fwd);
   input.add_options(fwd, "", "Input");
+  input.add_file_options(fwd);
   fwd->add_option("--top", top, "How many next tokens to show per row")->capture_default_str();
   fwd->add_option("--dump", dump, "Write logits and activations (F32, TransformerLens names) to this safetensors file");
   fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob")->capture_default_str();

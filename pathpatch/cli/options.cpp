@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "graph/files.hpp"
+#include "pathpatch/prompts.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/heatmap.hpp"
 
@@ -162,7 +163,22 @@ void Prompts::add_options(CLI::App* app, const std::string& name, const std::str
   app->add_option(ids_flag, ids, what + " as comma-separated token ids (repeat for more rows)");
 }
 
+namespace {
+const char* kPromptsHelp = "A JSONL prompt file: per line clean (or prompt), corrupt, answer, wrong, or their ids "
+                           "forms ids, corrupt_ids, answer_id, wrong_id (the zoo's eval.jsonl files)";
+const char* kLimitHelp = "With --prompts: only the first N prompts";
+}  // namespace
+
+void Prompts::add_file_options(CLI::App* app) {
+  app->add_option("--prompts", file, kPromptsHelp);
+  app->add_option("--limit", limit, kLimitHelp);
+}
+
 Batch Prompts::batch(const Model& m, const std::string& what) const {
+  if (!file.empty()) {
+    if (!texts.empty() || !ids.empty()) throw InputError(what + ": give " + flag + " or --prompts, not both");
+    return read_prompts(file, m, limit).clean;
+  }
   if (texts.empty() && ids.empty()) throw InputError(what + ": give " + flag + " or its -ids form");
   if (!texts.empty() && !ids.empty()) throw InputError(what + ": give text or token ids, not both");
   if (!texts.empty()) return m.encode(texts);
@@ -183,6 +199,8 @@ void ExperimentSpec::add_options(CLI::App* app) {
   app->add_option("--wrong", wrong, "The distractor token for logit differences, as text");
   app->add_option("--answer-id", answer_ids, "The correct next token's id (instead of --answer)");
   app->add_option("--wrong-id", wrong_ids, "The distractor's id (instead of --wrong)");
+  app->add_option("--prompts", prompts, kPromptsHelp);
+  app->add_option("--limit", limit, kLimitHelp);
   app->add_option("--metric", metric, "logit-diff, normalized, prob, logprob, kl or ce")->capture_default_str();
   app->add_option("--metric-positions", metric_positions, "Positions scored, comma-separated, negative from the end")
       ->capture_default_str();
@@ -197,8 +215,12 @@ std::vector<int32_t> tokens_for(const Model& m, const std::vector<std::string>& 
   std::vector<int32_t> out(ids.begin(), ids.end());
   if (!texts.empty()) {
     if (prompts.empty()) throw InputError(flag + " as text needs the prompts as text too (--clean); or give " + flag + "-id");
-    for (size_t r = 0; r < prompts.size(); ++r)
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      if (prompts[r].empty())
+        throw InputError(flag + " as text needs every prompt as text; prompt " + std::to_string(r) +
+                         " is token ids only (give " + flag + "-id)");
       out.push_back(next_token(require_tokenizer(m), prompts[r], texts.size() == 1 ? texts[0] : texts.at(r % texts.size())));
+    }
     if (texts.size() != 1 && texts.size() != prompts.size())
       throw InputError(flag + ": " + std::to_string(texts.size()) + " answers for " + std::to_string(prompts.size()) + " prompts");
   }
@@ -213,8 +235,29 @@ std::vector<int32_t> tokens_for(const Model& m, const std::vector<std::string>& 
 
 Experiment ExperimentSpec::build(const Model& m) const {
   Experiment x;
-  x.clean = clean.batch(m, "clean input");
-  x.corrupted = corrupt.batch(m, "corrupted input");
+  std::vector<std::string> texts = clean.texts;            // the clean prompts, for answers given as text
+  std::vector<int> answers = answer_ids, wrongs = wrong_ids;
+  if (!prompts.empty()) {
+    if (!clean.texts.empty() || !clean.ids.empty() || !corrupt.texts.empty() || !corrupt.ids.empty())
+      throw InputError("--prompts: the prompts come from the file; leave out --clean and --corrupt");
+    PromptSet set = read_prompts(prompts, m, limit);
+    x.clean = set.clean;
+    x.corrupted = set.corrupted;
+    texts = set.texts;
+    auto from_file = [&](const std::vector<int32_t>& file_ids, const std::vector<std::string>& flag_texts,
+                         std::vector<int>& flag_ids, const char* flag) {
+      if (file_ids.empty()) return;
+      if (!flag_texts.empty() || !flag_ids.empty())
+        throw InputError(std::string(flag) + ": " + prompts + " gives them already, one per prompt");
+      flag_ids.assign(file_ids.begin(), file_ids.end());
+    };
+    from_file(set.answer, answer, answers, "--answer");
+    from_file(set.wrong, wrong, wrongs, "--wrong");
+  } else {
+    if (limit != 0) throw InputError("--limit applies to --prompts");
+    x.clean = clean.batch(m, "clean input");
+    x.corrupted = corrupt.batch(m, "corrupted input");
+  }
   if (x.clean.seq != x.corrupted.seq) {
     throw InputError("the clean input has " + std::to_string(x.clean.seq) + " tokens, the corrupted one " +
                      std::to_string(x.corrupted.seq) + "; patching needs the same length (see `pathpatch tokenize`)");
@@ -222,11 +265,11 @@ Experiment ExperimentSpec::build(const Model& m) const {
   std::vector<int> pos = parse_ints(metric_positions, "--metric-positions");
   const int64_t B = x.clean.size;
   if (metric == "logit-diff" || metric == "normalized") {
-    auto a = tokens_for(m, answer, answer_ids, clean.texts, B, "--answer");
-    auto w = tokens_for(m, wrong, wrong_ids, clean.texts, B, "--wrong");
+    auto a = tokens_for(m, answer, answers, texts, B, "--answer");
+    auto w = tokens_for(m, wrong, wrongs, texts, B, "--wrong");
     x.metric = metric == "logit-diff" ? Metric::logit_diff(a, w, pos) : Metric::normalized_logit_diff(a, w, pos);
   } else if (metric == "prob" || metric == "logprob") {
-    auto a = tokens_for(m, answer, answer_ids, clean.texts, B, "--answer");
+    auto a = tokens_for(m, answer, answers, texts, B, "--answer");
     x.metric = metric == "prob" ? Metric::prob(a, pos) : Metric::log_prob(a, pos);
   } else if (metric == "kl") {
     x.metric = Metric::kl(pos);

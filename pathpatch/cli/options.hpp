@@ -12,11 +12,15 @@ namespace pathpatch::cli {
 
 constexpr int kBadInput = 1, kUsage = 2, kInternal = 3;  // exit codes, as `pathpatch --help` lists them
 
-// Inputs given as text (--text / --clean / --corrupt) or token ids (--ids / --clean-ids ...).
+// Inputs given as text (--text / --clean / --corrupt) or token ids (--ids / --clean-ids ...), or
+// (forward) the clean prompts of a prompt file (--prompts, pathpatch/prompts.hpp).
 struct Prompts {
   std::vector<std::string> texts, ids;
   std::string flag;  // "--text" or "--clean", for messages
+  std::string file;  // --prompts, where the command offers it
+  size_t limit = 0;  // --limit: the first N lines of the file
   void add_options(CLI::App* app, const std::string& name, const std::string& what);
+  void add_file_options(CLI::App* app);
   Batch batch(const Model& m, const std::string& what) const;  // left-padded; InputError if none given
 };
 
@@ -28,6 +32,8 @@ struct Experiment {
 
 struct ExperimentSpec {
   Prompts clean, corrupt;
+  std::string prompts;  // --prompts: a JSONL prompt file instead of the flags
+  size_t limit = 0;     // --limit
   std::vector<std::string> answer, wrong;  // texts, one token each
   std::vector<int> answer_ids, wrong_ids;
   std::string metric = "logit-diff";

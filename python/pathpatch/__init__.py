@@ -27,6 +27,7 @@ engine's buffers; long calls release the GIL; errors are ``pathpatch.Error`` sub
 
 Which call for what:
     load_model, Model.to_tokens / to_batch / to_str_tokens     models and text
+    read_prompts                                                a JSONL prompt file (eval.jsonl)
     run (which/branch or rules), forward, run_with_cache        the engine
     replace, zero, add, set, mean, probe                        interventions
     activation_patching, path_patch, sweep_senders, sweep_receivers   experiments
@@ -55,6 +56,7 @@ from ._pathpatch import (  # noqa: F401  (re-exported)
     NameError,
     PathRules,
     PredicateError,
+    PromptSet,
     Receiver,
     RenderError,
     RepeatedTokens,
@@ -76,6 +78,7 @@ from ._pathpatch import (  # noqa: F401  (re-exported)
     path_patch,
     previous_token_scores,
     probe,
+    read_prompts,
     repeated_tokens,
     replace,
     run,
@@ -92,9 +95,9 @@ __version__ = "0.1.0"
 # it never shadows Python's own NameError.
 __all__ = [
     "ActivationCache", "Batch", "Cache", "Error", "Intervention", "Metric", "Model", "PathRules", "Receiver",
-    "RepeatedTokens", "Result", "Sender", "Split", "Sweep", "activation_patching", "add", "circuit", "forward",
+    "PromptSet", "RepeatedTokens", "Result", "Sender", "Split", "Sweep", "activation_patching", "add", "circuit", "forward",
     "induction_scores", "load_model", "mean", "model_graph", "output_formats", "path_patch", "previous_token_scores",
-    "probe", "repeated_tokens", "replace", "run", "run_with_cache", "set", "sweep_receivers", "sweep_senders",
+    "probe", "read_prompts", "repeated_tokens", "replace", "run", "run_with_cache", "set", "sweep_receivers", "sweep_senders",
     "unrepeated_tokens", "zero",
 ]
 

@@ -2,6 +2,7 @@
 #include "convert.hpp"
 
 #include "pathpatch/analysis.hpp"
+#include "pathpatch/prompts.hpp"
 
 namespace pathpatch::python {
 
@@ -264,6 +265,33 @@ void bind_model(py::module_& m) {
           return to_numpy(t);
         },
         py::arg("model"), py::arg("input"), "Mean attention [layer, head] from each position to the one before it.");
+
+  py::class_<PromptSet>(m, "PromptSet", "The experiments of a prompt file (pathpatch.read_prompts).")
+      .def_readonly("clean", &PromptSet::clean, "The clean prompts, one row each, left-padded.")
+      .def_readonly("corrupted", &PromptSet::corrupted, "The corrupted prompts, row for row.")
+      .def_readonly("answer", &PromptSet::answer, "The answer token per row (empty if the file gives none).")
+      .def_readonly("wrong", &PromptSet::wrong, "The distractor token per row (empty if the file gives none).")
+      .def_readonly("texts", &PromptSet::texts, "The clean prompts as text ('' where a line gives ids only).")
+      .def_readonly("lines", &PromptSet::lines, "Each row's line in the file.")
+      .def("__len__", [](const PromptSet& p) { return p.clean.size; })
+      .def("__repr__", [](const PromptSet& p) {
+        return "<pathpatch.PromptSet of " + std::to_string(p.clean.size) + " prompts, " + std::to_string(p.clean.seq) +
+               " positions>";
+      });
+  m.def("read_prompts",
+        [](const Model& model, const py::handle& path, size_t limit) {
+          const std::string file = py::str(path);
+          py::gil_scoped_release nogil;
+          return read_prompts(file, model, limit);
+        },
+        py::arg("model"), py::arg("path"), py::arg("limit") = 0,
+        R"(Reads a JSONL prompt file (the zoo's eval.jsonl format; pathpatch/prompts.hpp): per line clean
+    (or prompt), corrupt, answer, wrong, or their ids forms ids, corrupt_ids, answer_id, wrong_id.
+    Rows of different lengths are left-padded into one batch; limit > 0 reads the first lines only.
+
+    >>> p = pathpatch.read_prompts(model, "models/zoo/ioi-llama/eval.jsonl", limit=64)
+    >>> s = pathpatch.sweep_senders(model, p.clean, p.corrupted, pathpatch.Metric.logit_diff(p.answer, p.wrong))
+    >>> s.per_example.shape    # (n_layers, n_heads, 64))");
 }
 
 }  // namespace pathpatch::python

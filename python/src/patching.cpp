@@ -185,16 +185,22 @@ PathPatchingOptions path_options(const Common& c, bool mlps_on_path, size_t chun
 void bind_sweep(py::module_& m) {
   py::class_<SweepResult>(m, "Sweep", R"(A sweep's numbers with their axes: values[i, j, ...] along axes (e.g. ("layer", "head")).
 
-    values is a read-only float32 array viewing the engine's buffer; labels[a] are axis a's tick
-    labels; clean / corrupted are the metric on the unpatched runs. Shown as a heatmap in Jupyter;
+    values is a read-only float32 array viewing the engine's buffer (the batch's mean), per_example
+    the same per batch row; labels[a] are axis a's tick labels; clean / corrupted are the metric on
+    the unpatched runs. Shown as a heatmap in Jupyter;
     heatmap(), circuit(), save(), csv(), json(), to_pandas() for the rest.)")
       .def_property_readonly("values", [](const SweepResult& s) { return to_numpy(s.values); })
       .def_readonly("axes", &SweepResult::axes)
       .def_readonly("labels", &SweepResult::labels)
       .def_readonly("title", &SweepResult::title)
       .def_readonly("metric", &SweepResult::metric)
-      .def_readonly("clean", &SweepResult::clean, "The metric on the clean run.")
-      .def_readonly("corrupted", &SweepResult::corrupted, "The metric on the corrupted run.")
+      .def_property_readonly("per_example", [](const SweepResult& s) { return to_numpy(s.per_example); },
+                             "The metric on each batch row: values' shape plus one axis of B rows (values is "
+                             "their mean). NaN where no experiment ran.")
+      .def_readonly("clean", &SweepResult::clean, "The metric on the clean run (the batch's mean).")
+      .def_readonly("corrupted", &SweepResult::corrupted, "The metric on the corrupted run (the batch's mean).")
+      .def_readonly("clean_rows", &SweepResult::clean_rows, "The metric on the clean run, per batch row.")
+      .def_readonly("corrupted_rows", &SweepResult::corrupted_rows, "The metric on the corrupted run, per batch row.")
       .def_property_readonly("stats", [](const SweepResult& s) { return stats_dict(s.stats); })
       .def_property_readonly("shape", [](const SweepResult& s) { return s.values.shape(); })
       .def("relative_to", [](const SweepResult& s, const std::string& b) { return viz::relative_to(s, to_baseline(b)); },

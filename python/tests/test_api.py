@@ -444,3 +444,25 @@ def test_long_calls_release_the_gil(ioi, ioi_prompts):
         counted += 1
     worker.join()
     assert "z" in result["z"] and counted > 10000, counted
+
+
+def test_prompt_files_and_per_example_values(ioi, tmp_path):
+    prompts = pp.read_prompts(ioi, ZOO / "ioi-llama" / "eval.jsonl", limit=12)
+    assert len(prompts) == 12 and len(prompts.answer) == 12 and prompts.lines[0] == 1
+    assert prompts.clean.mask.shape == prompts.corrupted.mask.shape
+    metric = pp.Metric.logit_diff(prompts.answer, prompts.wrong)
+    s = pp.sweep_senders(ioi, prompts.clean, prompts.corrupted, metric)
+    assert s.per_example.shape == (ioi.n_layers, ioi.n_heads, 12) and len(s.clean_rows) == 12
+    np.testing.assert_allclose(s.per_example.mean(axis=-1), s.values, rtol=1e-5, atol=1e-5)
+    assert abs(np.mean(s.clean_rows) - s.clean) < 1e-4
+    # Row r of the sweep is the sweep of prompt r alone (the same experiment on a batch of one).
+    one = pp.sweep_senders(ioi, prompts.clean.ids[3:4][:, -int(prompts.clean.mask[3].sum()):],
+                           prompts.corrupted.ids[3:4][:, -int(prompts.corrupted.mask[3].sum()):],
+                           pp.Metric.logit_diff(prompts.answer[3], prompts.wrong[3]))
+    np.testing.assert_allclose(one.values, s.per_example[..., 3], atol=2e-4)
+    change = s.relative_to("clean")
+    np.testing.assert_allclose(change.per_example, s.per_example - np.array(s.clean_rows), atol=1e-6)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ids": [1, 2], "corrupt_ids": [1, 2, 3]}\n')
+    with pytest.raises(pp.FormatError, match="bad.jsonl:1: the clean prompt has 2 tokens"):
+        pp.read_prompts(ioi, bad)

@@ -49,8 +49,8 @@ def test_nano_quickstart_prints_what_the_cpp_example_prints(tmp_path):
 
 
 def test_ioi_example_runs_on_the_shipped_prompt_file(tmp_path):
-    out = run_example("ioi_path_patching.py", "--prompts", "8", "--out", str(tmp_path), cwd=tmp_path)
-    assert "8 prompts of template heldout_2" in out
+    out = run_example("ioi_path_patching.py", "--prompts", "40", "--out", str(tmp_path), cwd=tmp_path)
+    assert "40 prompts, e.g." in out and "share of prompts" in out
     assert "largest effects on the logits: a2.head" in out  # the card's heads of layer 2
     assert (tmp_path / "ioi_senders.svg").stat().st_size > 0
 

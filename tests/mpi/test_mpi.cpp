@@ -83,11 +83,13 @@ int main(int argc, char** argv) {
     if (job.root()) {  // the same sweeps in this one process
       auto alone = patching(m, {});
       for (const char* site : {"z", "resid_pre"})
-        check(same_bits(shared[site].values, alone[site].values) && shared[site].filled == alone[site].filled,
-              std::string(name) + ": activation patching of " + site + " over " + n + " equals one process, bit for bit",
+        check(same_bits(shared[site].values, alone[site].values) &&
+                  same_bits(shared[site].per_example, alone[site].per_example) && shared[site].filled == alone[site].filled,
+              std::string(name) + ": activation patching of " + site + " over " + n +
+                  " equals one process, bit for bit (means and rows)",
               job);
       const auto one = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, logit_diff(), po, true);
-      check(same_bits(senders.values, one.values),
+      check(same_bits(senders.values, one.values) && same_bits(senders.per_example, one.per_example),
             std::string(name) + ": path patching senders over " + n + " equals one process, bit for bit", job);
     }
   }

@@ -139,21 +139,33 @@ int run_demo(const Model& model, const std::string& out_dir, const std::shared_p
   viz::write_sweep(to_logits, fs::path(out_dir) / "senders-to-logits.svg", ho);
   viz::write_sweep(to_keys, fs::path(out_dir) / "senders-to-keys.svg", ho);
   viz::write_sweep(to_logits, fs::path(out_dir) / "senders-to-logits.csv");
-  std::vector<viz::WeightedEdge> edges = {
-      {PathName::head_of(kl, kh).str(), PathName::head_input(sl, sh, Role::K).str(),
-       to_keys.values.at({kl, kh}) - to_keys.clean},
-      {PathName::head_of(sl, sh).str(), "logits", to_logits.values.at({sl, sh}) - to_logits.clean}};
+  viz::write_sweep(to_logits, fs::path(out_dir) / "senders-to-logits.json");
+  viz::write_sweep(to_keys, fs::path(out_dir) / "senders-to-keys.json");
+  // The circuit: every head whose effect reaches half the smaller of the two sweeps' largest, in
+  // both sweeps, so that the legend's threshold is what the picture applies (heads as strong as
+  // the strongest are drawn too).
+  const float threshold = 0.5f * std::min(to_logits.values.at({sl, sh}) - to_logits.clean,
+                                          to_keys.values.at({kl, kh}) - to_keys.clean);
+  std::vector<viz::WeightedEdge> edges;
+  for (const auto& [sweep, receiver] : {std::pair{&to_keys, PathName::head_input(sl, sh, Role::K).str()},
+                                        std::pair{&to_logits, std::string("logits")}})
+    for (int l = 0; l < c.n_layers; ++l)
+      for (int h = 0; h < c.n_heads; ++h) {
+        const float effect = sweep->values.at({l, h}) - sweep->clean;
+        if (!std::isnan(effect) && std::fabs(effect) >= threshold)
+          edges.push_back({PathName::head_of(l, h).str(), receiver, effect});
+      }
   viz::CircuitOptions co;
   co.metric = "increase of the loss on the repeated copy";
-  viz::circuit_graph(edges, 0.0f, co).render_file((fs::path(out_dir) / "circuit.svg").string());
+  viz::circuit_graph(edges, threshold, co).render_file((fs::path(out_dir) / "circuit.svg").string());
   // The computation of the second experiment, as the engine split it.
   Result r = path_patch(model, clean.batch, corrupted, {{kl, kh}}, {{Receiver::K, sl, sh}});
   viz::render_provenance(r, model, (fs::path(out_dir) / "paths.svg").string(),
                          viz::DiagramOptions::for_inputs({clean.batch, corrupted}, {"repeated", "not repeated"}));
 
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::snprintf(line, sizeof line, "wrote %s/{senders-to-logits.svg,senders-to-keys.svg,senders-to-logits.csv,circuit.svg,"
-                "paths.svg,summary.txt} in %.1f s", out_dir.c_str(), seconds);
+  std::snprintf(line, sizeof line, "wrote %s/{senders-to-logits.svg,senders-to-keys.svg,senders-to-logits.csv,"
+                "senders-to-{logits,keys}.json,circuit.svg,paths.svg,summary.txt} in %.1f s", out_dir.c_str(), seconds);
   say(line);
   files::write(fs::path(out_dir) / "summary.txt", summary.str());
   return found ? 0 : kBadInput;

@@ -58,3 +58,26 @@ def test_activation_patching_equals_the_cli(ioi, ioi_prompts, tmp_path):
     assert z.axes == ["layer", "position", "head"]
     assert z.values.shape == (ioi.n_layers, clean.shape[1], ioi.n_heads)
     assert np.array_equal(z.values, read_sweep_csv(out, z.values.shape))
+
+
+def test_the_demo_circuit_draws_what_its_legend_says(tmp_path):
+    """Every head whose effect passes the legend's threshold is drawn, and nothing else (the
+    demo's circuit once drew only the strongest head, hiding one within 0.3% of it)."""
+    import json
+    import re
+
+    run_cli("demo", "--out", tmp_path)
+    svg = (tmp_path / "circuit.svg").read_text()
+    threshold = float(re.search(r"shown: \|effect\| &gt;= ([0-9.]+)", svg).group(1))
+    drawn = set(re.findall(r"<title>(a\d\.head\d)&#45;&gt;([\w.]+)</title>", svg))
+    expected = set()
+    for name, receiver in (("senders-to-logits.json", "logits"), ("senders-to-keys.json", None)):
+        sweep = json.loads((tmp_path / name).read_text())
+        if receiver is None:  # "senders -> keys of head L.H"
+            layer, head = re.search(r"(\d+)\.(\d+)$", sweep["title"]).groups()
+            receiver = f"a{layer}.head{head}.k"
+        for layer, row in enumerate(sweep["values"]):
+            for head, value in enumerate(row):
+                if value is not None and abs(value - sweep["clean"]) >= threshold - 0.005:  # the legend rounds
+                    expected.add((f"a{layer}.head{head}", receiver))
+    assert drawn == expected and len(drawn) >= 3

@@ -139,6 +139,8 @@ Scorer::Scorer(const Model& model, const Metric& metric, const Batch& clean, con
   corrupted_rows_ = raw(corrupted_hidden, 0);
   clean_ = metric_mean(clean_rows_);
   corrupted_ = metric_mean(corrupted_rows_);
+  if (metric.kind == MetricKind::LogitDiff || metric.kind == MetricKind::NormalizedLogitDiff)
+    wrong_on_clean_ = std::count_if(clean_rows_.begin(), clean_rows_.end(), [](float x) { return x < 0; });
   if (metric.kind == MetricKind::NormalizedLogitDiff) {
     if (std::fabs(clean_ - corrupted_) < 1e-6f)
       throw InputError("normalised logit difference: the clean and corrupted runs score the same (" +

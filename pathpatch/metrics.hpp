@@ -72,6 +72,8 @@ class Scorer {
   float corrupted_value() const { return corrupted_; }
   const std::vector<float>& clean_rows() const { return clean_rows_; }  // per batch row
   const std::vector<float>& corrupted_rows() const { return corrupted_rows_; }
+  // Logit differences: the rows where the clean run prefers the wrong token (0 for other metrics).
+  int64_t wrong_on_clean() const { return wrong_on_clean_; }
   const Metric& metric() const { return metric_; }
 
  private:
@@ -85,6 +87,7 @@ class Scorer {
   Tensor clean_logprobs_;         // KL: [B, P, V]
   float clean_ = 0, corrupted_ = 0;
   std::vector<float> clean_rows_, corrupted_rows_;
+  int64_t wrong_on_clean_ = 0;
 };
 
 }  // namespace pathpatch

@@ -67,6 +67,20 @@ ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cac
   return o;
 }
 
+// The sweep's warnings: what makes its numbers say less than they seem to.
+void warn(const std::vector<Batch>& inputs, const std::vector<Experiment>& experiments, const Scorer& scorer,
+          SweepResult& res) {
+  if (experiments.empty())
+    res.warnings.push_back("no cell of '" + res.title + "' has an experiment (a receiver in layer 0 has no sender "
+                           "before it; every value is NaN)");
+  if (inputs[0].ids == inputs[1].ids && inputs[0].mask == inputs[1].mask)
+    res.warnings.push_back("the clean and corrupted inputs are identical: no patch can change anything");
+  if (const int64_t wrong = scorer.wrong_on_clean())
+    res.warnings.push_back("on " + std::to_string(wrong) + " of " + std::to_string(inputs[0].size) +
+                           " rows the clean run prefers the wrong token (negative logit difference): there the "
+                           "patches move away from a wrong answer");
+}
+
 // Runs a sweep's experiments and writes each one's score into its cell of res.values (the batch's
 // mean) and res.per_example (each row's): units of other shards stay NaN, units in the log are read
 // back instead of computed, and each unit is recorded in the log as it finishes.
@@ -111,6 +125,7 @@ void score(const Model& model, const std::vector<Batch>& inputs, const std::vect
   };
   run_experiments(model, inputs, experiments, eo);
   std::sort(res.filled.begin(), res.filled.end());
+  warn(inputs, experiments, scorer, res);
 }
 
 // The plain runs both experiments compare against, through the shared cache.

@@ -28,6 +28,9 @@ struct SweepResult {
   float clean = 0, corrupted = 0;                 // the metric on the unpatched runs (batch means)
   std::vector<float> clean_rows, corrupted_rows;  // ... on each batch row
   RunStats stats;                                 // the work the sweep's experiments did
+  // What may not be what was meant: identical clean and corrupted inputs, a clean run that prefers
+  // the wrong answer, a sweep without a single experiment.
+  std::vector<std::string> warnings;
   std::vector<int64_t> filled;                    // flat indices of the values this process computed
                                                   // or resumed (with a Shard, a share; others NaN,
                                                   // in values and per_example alike)

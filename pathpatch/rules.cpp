@@ -662,8 +662,29 @@ Result run(const Model& model, const std::vector<Batch>& inputs, const PathRules
   check_inputs(model, inputs);
   rules.check_inputs(inputs.size());
   CompiledRules compiled(model, inputs[0].seq, rules);
-  return detail::run_traced(model, inputs, options,
-                            [&](Tracer& tracer, uint64_t& visits) { return compiled.trace(tracer, &visits); });
+  std::vector<std::string> warnings;
+  Result r = detail::run_traced(model, inputs, options, [&](Tracer& tracer, uint64_t& visits) {
+    const ExprId root = compiled.trace(tracer, &visits);
+    // A rule changes nothing when the experiment without it has the same provenance (expressions
+    // are hash-consed, so the same computation has the same id). Rules found so are left out of the
+    // later checks, so that of two copies of a rule only one is named, and leaving out every rule
+    // named changes nothing either. Tracing computes nothing; up to 32 rules are checked.
+    const std::vector<PathRule>& all = rules.rules();
+    std::vector<bool> kept(all.size(), true);
+    for (size_t i = 0; i < all.size() && all.size() <= 32; ++i) {
+      PathRules without;
+      for (size_t j = 0; j < all.size(); ++j)
+        if (j != i && kept[j]) without.add(all[j].pattern, all[j].input);
+      without.otherwise(rules.default_input());
+      if (CompiledRules(model, inputs[0].seq, without).trace(tracer) != root) continue;
+      kept[i] = false;
+      warnings.push_back("the rule '" + all[i].pattern.str() + " => " + std::to_string(all[i].input) +
+                         "' changes nothing: no path it decides reads another input than it would without it");
+    }
+    return root;
+  });
+  r.warnings = std::move(warnings);
+  return r;
 }
 
 }  // namespace pathpatch

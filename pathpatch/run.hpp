@@ -47,6 +47,8 @@ struct Result {
   std::shared_ptr<Cache> cache;    // holds the provenance DAG and memoised values
   RunStats stats;
   std::vector<ProbeRecord> probes; // one record per computed instance of each probed activation
+  // What the run did that may not be what was meant: a path rule that changed nothing, ...
+  std::vector<std::string> warnings;
 
   // The value recorded by the probe labelled `label` (or of that activation, by full or short
   // name); NameError if there is none, InputError if the activation was computed on several paths

@@ -91,5 +91,16 @@ expect 1 "no-such.jsonl: cannot read the prompt file (no such file or directory)
   head -1 "$tmp/p.csv" | grep -qx "layer,head,value,row0,row1,row2,row3" ||
   { echo "FAIL: paths --prompts --limit 4 --out p.csv: no per-prompt columns" >&2; failures=$((failures + 1)); }
 
+# Warnings: the command succeeds (exit 0) and says on stderr what may not be what was meant.
+expect 0 "warning: the clean and corrupted inputs are identical" paths --model "$zoo" --clean "$clean" \
+  --corrupt "$clean" --answer ' Mary' --wrong ' John'
+expect 0 "warning: on 1 of 1 rows the clean run prefers the wrong token" paths --model "$zoo" --clean "$clean" \
+  --corrupt "$corrupt" --answer ' John' --wrong ' Mary'
+expect 0 "warning: no cell of 'senders' has an experiment" paths --model "$zoo" "${sweep[@]}" --receiver q:0.0
+expect 0 "warning: --metric ce scores against the clean run's own tokens" patch --model "$zoo" "${sweep[@]}" \
+  --metric ce --sites resid_pre
+expect 0 "warning: the rule 'a2 a1 => 1' changes nothing" trace --model "$zoo" --clean "$clean" --corrupt "$corrupt" \
+  --rule 'a2 a1=1'
+
 [ "$failures" -eq 0 ] && echo "all CLI refusals as documented"
 exit $((failures > 0))

@@ -271,3 +271,41 @@ TEST_CASE("path patching sweeps and refusals", "[patching][refuse]") {
   CHECK_THROWS_WITH(pp::path_patch(m, clean(), corrupt(), {{0, 9}}, {pp::Receiver::logits()}),
                     Catch::Contains("sender head 9 does not exist"));
 }
+
+TEST_CASE("no-ops are warned about, sound experiments are not", "[patching][warnings]") {
+  const pp::Model& m = pptest::model("gpt2");
+  auto has = [](const std::vector<std::string>& ws, const std::string& text) {
+    for (const std::string& w : ws)
+      if (w.find(text) != std::string::npos) return true;
+    return false;
+  };
+  pp::SweepResult same = pp::sweep_senders(m, clean(), clean(), {pp::Receiver::logits()}, logit_diff());
+  CHECK(has(same.warnings, "the clean and corrupted inputs are identical"));
+  pp::SweepResult empty = pp::sweep_senders(m, clean(), corrupt(), {{pp::Receiver::Q, 0, 0}}, logit_diff());
+  CHECK(has(empty.warnings, "has an experiment"));
+  // A logit difference the clean run gets wrong on some rows.
+  pp::Result c = pp::forward(m, clean());
+  std::vector<int32_t> answer, wrong;
+  for (int64_t b = 0; b < 2; ++b) {
+    const bool prefers_40 = c.logits.at({b, 6, 40}) > c.logits.at({b, 6, 41});
+    answer.push_back(prefers_40 ? 41 : 40);  // the token the clean run likes less
+    wrong.push_back(prefers_40 ? 40 : 41);
+  }
+  pp::SweepResult backwards = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()},
+                                                pp::Metric::logit_diff(answer, wrong));
+  CHECK(has(backwards.warnings, "on 2 of 2 rows the clean run prefers the wrong token"));
+  pp::SweepResult sound = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()},
+                                            pp::Metric::logit_diff(wrong, answer));
+  CHECK(sound.warnings.empty());
+
+  // Path rules: a rule that matches no path, and the second of two copies, change nothing.
+  pp::PathRules rules;
+  rules.add("a1 a0", 1).add("a1.head2", 1).add("a1.head2", 1);
+  pp::Result r = pp::run(m, {clean(), corrupt()}, rules);
+  REQUIRE(r.warnings.size() == 2);
+  CHECK_THAT(r.warnings[0], Catch::Contains("the rule 'a1 a0 => 1' changes nothing"));
+  CHECK_THAT(r.warnings[1], Catch::Contains("the rule 'a1.head2 => 1' changes nothing"));
+  pp::PathRules one;
+  one.add("a1.head2", 1);
+  CHECK(pp::run(m, {clean(), corrupt()}, one).warnings.empty());
+}

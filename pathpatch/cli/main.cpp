@@ -174,10 +174,13 @@ int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   const pp::viz::Baseline base = normalised ? pp::viz::Baseline::None
                                  : noise    ? pp::viz::Baseline::Clean
                                             : pp::viz::Baseline::Corrupted;
+  std::vector<std::string> warnings = x.warnings;
   for (auto& [name, sweep] : results) {
     print_sweep(sweep, normalised ? 0.0f : noise ? sweep.clean : sweep.corrupted);
     outputs.write(m, x.clean, sweep, results.size() > 1 ? name : "", base);
+    warnings.insert(warnings.end(), sweep.warnings.begin(), sweep.warnings.end());
   }
+  print_warnings(warnings);
   return 0;
 }
 
@@ -211,6 +214,9 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
   print_sweep(sweep, normalised ? 1.0f : sweep.clean);
   outputs.write(m, x.clean, sweep, "", normalised ? pp::viz::Baseline::None : pp::viz::Baseline::Clean);
+  std::vector<std::string> warnings = x.warnings;
+  warnings.insert(warnings.end(), sweep.warnings.begin(), sweep.warnings.end());
+  print_warnings(warnings);
   return 0;
 }
 
@@ -231,6 +237,7 @@ int cmd_trace(const pp::Model& m, const Prompts& clean, const Prompts& corrupted
   std::cout << "steps " << r.stats.steps << ", computed " << r.stats.computed << ", cache hits " << r.stats.cache_hits
             << ", node visits " << r.stats.node_visits << ", " << r.stats.flops / 1e6 << " MFLOP\n";
   print_top_tokens(m, c, r.logits, top);
+  print_warnings(r.warnings);
   if (!render.empty()) {
     pp::viz::render_provenance(r, m, render, pp::viz::DiagramOptions::for_inputs({c, k}, {"clean", "corrupted"}));
     std::cout << "wrote " << render << "\n";

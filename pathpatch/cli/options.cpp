@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -271,14 +272,24 @@ Experiment ExperimentSpec::build(const Model& m) const {
   } else if (metric == "prob" || metric == "logprob") {
     auto a = tokens_for(m, answer, answers, texts, B, "--answer");
     x.metric = metric == "prob" ? Metric::prob(a, pos) : Metric::log_prob(a, pos);
-  } else if (metric == "kl") {
-    x.metric = Metric::kl(pos);
-  } else if (metric == "ce") {
-    x.metric = Metric::cross_entropy(metric_positions == "-1" ? std::vector<int>{} : pos);
+  } else if (metric == "kl" || metric == "ce") {
+    x.metric = metric == "kl" ? Metric::kl(pos) : Metric::cross_entropy(metric_positions == "-1" ? std::vector<int>{} : pos);
+    if (!answer.empty() || !answer_ids.empty() || !wrong.empty() || !wrong_ids.empty())
+      x.warnings.push_back("--metric " + metric + " scores against the clean run's own tokens: --answer and --wrong "
+                           "are not used");
   } else {
     throw InputError("--metric '" + metric + "': expected logit-diff, normalized, prob, logprob, kl or ce");
   }
   return x;
+}
+
+void print_warnings(const std::vector<std::string>& warnings) {
+  std::vector<std::string> said;
+  for (const std::string& w : warnings) {
+    if (std::find(said.begin(), said.end(), w) != said.end()) continue;
+    said.push_back(w);
+    std::cerr << "pathpatch: warning: " << w << "\n";
+  }
 }
 
 // ---- Outputs -------------------------------------------------------------------------------

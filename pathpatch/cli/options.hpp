@@ -28,7 +28,11 @@ struct Prompts {
 struct Experiment {
   Batch clean, corrupted;
   Metric metric;
+  std::vector<std::string> warnings;  // options given that the metric does not use, ...
 };
+
+// Prints each warning once, on stderr ("pathpatch: warning: ..."), in the order first given.
+void print_warnings(const std::vector<std::string>& warnings);
 
 struct ExperimentSpec {
   Prompts clean, corrupt;

@@ -55,6 +55,7 @@ from ._pathpatch import (  # noqa: F401  (re-exported)
     Model,
     NameError,
     PathRules,
+    PatchingWarning,
     PredicateError,
     PromptSet,
     Receiver,
@@ -94,7 +95,7 @@ __version__ = "0.1.0"
 # The error classes are reached as pathpatch.NameError etc.; a star import leaves them out, so that
 # it never shadows Python's own NameError.
 __all__ = [
-    "ActivationCache", "Batch", "Cache", "Error", "Intervention", "Metric", "Model", "PathRules", "Receiver",
+    "ActivationCache", "Batch", "Cache", "Error", "Intervention", "Metric", "Model", "PatchingWarning", "PathRules", "Receiver",
     "PromptSet", "RepeatedTokens", "Result", "Sender", "Split", "Sweep", "activation_patching", "add", "circuit", "forward",
     "induction_scores", "load_model", "mean", "model_graph", "output_formats", "path_patch", "previous_token_scores",
     "probe", "read_prompts", "repeated_tokens", "replace", "run", "run_with_cache", "set", "sweep_receivers", "sweep_senders",

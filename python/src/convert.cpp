@@ -1,5 +1,6 @@
 #include "convert.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -135,6 +136,18 @@ std::shared_ptr<py::object> share(py::object o) {
     py::gil_scoped_acquire gil;
     delete p;
   });
+}
+
+void warn(const std::vector<std::string>& messages) {
+  // Never released: a static py::object would be destroyed after the interpreter is gone.
+  static PyObject* category =
+      py::object(py::module_::import("pathpatch._pathpatch").attr("PatchingWarning")).release().ptr();
+  std::vector<std::string> said;
+  for (const std::string& m : messages) {
+    if (std::find(said.begin(), said.end(), m) != said.end()) continue;
+    said.push_back(m);
+    if (PyErr_WarnEx(category, m.c_str(), 2) != 0) throw py::error_already_set();
+  }
 }
 
 void check_signals() {

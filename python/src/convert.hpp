@@ -47,6 +47,10 @@ py::dict stats_dict(const RunStats& s);
 // A Python object behind a shared_ptr whose copies need no GIL; the last one takes the GIL to let go.
 std::shared_ptr<py::object> share(py::object o);
 
+// Issues each message once as a pathpatch.PatchingWarning (a UserWarning); raises if the warnings
+// filter turns them into errors. Call with the GIL held.
+void warn(const std::vector<std::string>& messages);
+
 // Runs a pending Python signal handler (Ctrl-C raises KeyboardInterrupt) and rethrows what it
 // raised. Call with the GIL held.
 void check_signals();

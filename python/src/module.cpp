@@ -49,6 +49,11 @@ void bind_errors(py::module_& m) {
   c.internal = new_error(m, "InternalError", "A broken invariant inside pathpatch: a bug, never your input.",
                          {PyExc_RuntimeError});
   classes = &c;
+  m.attr("PatchingWarning") = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
+      "pathpatch.PatchingWarning",
+      "What an experiment did that may not be what was meant: a path rule that changed nothing, identical "
+      "clean and corrupted inputs, a clean run that prefers the wrong answer, a sweep without experiments.",
+      PyExc_UserWarning, nullptr));
   py::register_exception_translator([](std::exception_ptr p) {
     auto raise = [](const py::object& cls, const std::exception& e) { PyErr_SetString(cls.ptr(), e.what()); };
     try {

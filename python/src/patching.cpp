@@ -201,6 +201,7 @@ void bind_sweep(py::module_& m) {
       .def_readonly("corrupted", &SweepResult::corrupted, "The metric on the corrupted run (the batch's mean).")
       .def_readonly("clean_rows", &SweepResult::clean_rows, "The metric on the clean run, per batch row.")
       .def_readonly("corrupted_rows", &SweepResult::corrupted_rows, "The metric on the corrupted run, per batch row.")
+      .def_readonly("warnings", &SweepResult::warnings, "What may not be what was meant (also issued as PatchingWarning).")
       .def_property_readonly("stats", [](const SweepResult& s) { return stats_dict(s.stats); })
       .def_property_readonly("shape", [](const SweepResult& s) { return s.values.shape(); })
       .def("relative_to", [](const SweepResult& s, const std::string& b) { return viz::relative_to(s, to_baseline(b)); },
@@ -352,8 +353,13 @@ void bind_patching(py::module_& m) {
           o.cache = cm.cache;
           o.progress = cm.progress;
           Metric fit = fitted(metric, c.size);
-          py::gil_scoped_release nogil;
-          return activation_patching(*model, c, x, s, fit, o);
+          std::map<std::string, SweepResult> out;
+          {
+            py::gil_scoped_release nogil;
+            out = activation_patching(*model, c, x, s, fit, o);
+          }
+          for (const auto& [name, sweep] : out) warn(sweep.warnings);
+          return out;
         },
         py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("metric"), py::kw_only(),
         py::arg("sites") = std::vector<std::string>{"resid_pre", "attn_out", "mlp_out"}, py::arg("layers") = py::none(),
@@ -401,8 +407,13 @@ void bind_patching(py::module_& m) {
           std::vector<Receiver> r = list_of<Receiver>(receivers, to_receiver);
           PathPatchingOptions o = path_options(common(std::move(cache), progress), mlps_on_path, chunk);
           Metric fit = fitted(metric, c.size);
-          py::gil_scoped_release nogil;
-          return sweep_senders(*model, c, x, r, fit, o, include_mlps);
+          SweepResult out;
+          {
+            py::gil_scoped_release nogil;
+            out = sweep_senders(*model, c, x, r, fit, o, include_mlps);
+          }
+          warn(out.warnings);
+          return out;
         },
         py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("metric"), py::kw_only(),
         py::arg("receivers") = "logits", py::arg("include_mlps") = false, py::arg("mlps_on_path") = false,
@@ -421,8 +432,13 @@ void bind_patching(py::module_& m) {
           PathPatchingOptions o = path_options(common(std::move(cache), progress), mlps_on_path, chunk);
           Metric fit = fitted(metric, c.size);
           const Receiver::Kind k = receiver_kind(kind);
-          py::gil_scoped_release nogil;
-          return sweep_receivers(*model, c, x, s, k, fit, o);
+          SweepResult out;
+          {
+            py::gil_scoped_release nogil;
+            out = sweep_receivers(*model, c, x, s, k, fit, o);
+          }
+          warn(out.warnings);
+          return out;
         },
         py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("metric"), py::kw_only(), py::arg("senders"),
         py::arg("kind") = "input", py::arg("mlps_on_path") = false, py::arg("chunk") = 64, py::arg("cache") = nullptr,

@@ -48,6 +48,9 @@ void bind_result(py::module_& m) {
                                return out;
                              },
                              "One (label, activation, value) per computed instance of each probed activation.")
+      .def_property_readonly("warnings", [](const PyResult& r) { return r.r.warnings; },
+                             "What may not be what was meant (also issued as PatchingWarning): a rule that changed "
+                             "nothing, ...")
       .def("probe", [](const PyResult& r, const std::string& label) { return to_numpy(r.r.probe(label)); },
            py::arg("label"),
            "The value a probe recorded, by its label or its activation's name (full or short); NameError if none, "

@@ -193,8 +193,11 @@ void bind_run(py::module_& m) {
             if (!which.is_none() || !branch.is_none())
               throw InputError("run: give either rules or which/branch predicates, not both");
             PathRules r = to_rules(rules);
-            py::gil_scoped_release nogil;
-            out.r = run(*model, out.inputs, r, o);
+            {
+              py::gil_scoped_release nogil;
+              out.r = run(*model, out.inputs, r, o);
+            }
+            warn(out.r.warnings);
             return out;
           }
           Predicates predicates(which, branch);

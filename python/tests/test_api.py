@@ -466,3 +466,25 @@ def test_prompt_files_and_per_example_values(ioi, tmp_path):
     bad.write_text('{"ids": [1, 2], "corrupt_ids": [1, 2, 3]}\n')
     with pytest.raises(pp.FormatError, match="bad.jsonl:1: the clean prompt has 2 tokens"):
         pp.read_prompts(ioi, bad)
+
+
+def test_no_ops_warn(ioi, ioi_prompts):
+    clean, corrupt, metric, (mary, john) = ioi_prompts
+    with pytest.warns(pp.PatchingWarning, match="identical"):
+        s = pp.sweep_senders(ioi, clean, clean, metric)
+    assert any("identical" in w for w in s.warnings)
+    with pytest.warns(pp.PatchingWarning, match="prefers the wrong token"):
+        pp.sweep_senders(ioi, clean, corrupt, pp.Metric.logit_diff(john, mary))
+    with pytest.warns(pp.PatchingWarning, match="has an experiment"):
+        pp.sweep_senders(ioi, clean, corrupt, metric, receivers="a0.head0.q")
+    with pytest.warns(pp.PatchingWarning, match="'a2 a1 => 1' changes nothing"):
+        r = pp.run(ioi, [clean, corrupt], rules=[("a2 a1", 1), ("a1.head2", 1)])
+    assert len(r.warnings) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to say about a sound experiment
+        assert pp.sweep_senders(ioi, clean, corrupt, metric).warnings == []
+        pp.run(ioi, [clean, corrupt], rules="a1.head2")
+        with pytest.raises(pp.PatchingWarning):  # a filter that makes warnings errors is obeyed
+            pp.sweep_senders(ioi, clean, clean, metric)

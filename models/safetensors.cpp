@@ -272,16 +272,30 @@ Tensor SafetensorsFile::load(const TensorEntry& e) const {
   }
 }
 
-void write_safetensors(const std::filesystem::path& path,
-                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+NamedArray NamedArray::of(std::string name, const Tensor& t) { return {std::move(name), "F32", t.shape(), t, {}}; }
+
+NamedArray NamedArray::ints(std::string name, Shape shape, const std::vector<int32_t>& values) {
+  PP_CHECK(numel(shape) == static_cast<int64_t>(values.size()), "NamedArray::ints: shape and values disagree");
+  std::vector<uint8_t> raw;
+  for (int32_t v : values)
+    for (int i = 0; i < 4; ++i) raw.push_back(static_cast<uint8_t>((static_cast<uint32_t>(v) >> (8 * i)) & 0xff));
+  return {std::move(name), "I32", std::move(shape), Tensor(), std::move(raw)};
+}
+
+NamedArray NamedArray::bytes(std::string name, Shape shape, const std::vector<uint8_t>& values) {
+  PP_CHECK(numel(shape) == static_cast<int64_t>(values.size()), "NamedArray::bytes: shape and values disagree");
+  return {std::move(name), "U8", std::move(shape), Tensor(), values};
+}
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<NamedArray>& arrays,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    if (header.contains(name)) throw InputError(path.string() + ": tensor '" + name + "' written twice");
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + t.bytes()}}};
-    offset += t.bytes();
+  for (const NamedArray& a : arrays) {
+    if (header.contains(a.name)) throw InputError(path.string() + ": tensor '" + a.name + "' written twice");
+    header[a.name] = {{"dtype", a.dtype}, {"shape", a.shape}, {"data_offsets", {offset, offset + a.size_bytes()}}};
+    offset += a.size_bytes();
   }
   std::string text = header.dump();
   while ((text.size() + 8) % 8) text += ' ';  // keep the data 8-byte aligned, as the reference writer does
@@ -290,8 +304,48 @@ void write_safetensors(const std::filesystem::path& path,
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((text.size() >> (8 * i)) & 0xff);
   out.write(len, 8);
   out.write(text.data(), text.size());
-  for (const auto& [name, t] : tensors) out.write(t.data(), t.bytes());
+  for (const NamedArray& a : arrays) out.write(a.data(), a.size_bytes());
   out.commit();
+}
+
+void write_safetensors(const std::filesystem::path& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<NamedArray> arrays;
+  for (const auto& [name, t] : tensors) arrays.push_back(NamedArray::of(name, t));
+  write_safetensors(path, arrays, metadata);
+}
+
+void write_npy_folder(const std::filesystem::path& dir, const std::vector<NamedArray>& arrays) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir, ec))
+    throw IoError(dir.string() + ": cannot make this folder (" + files::error_text(ec ? ec.value() : ENOTDIR) + ")");
+  for (const NamedArray& a : arrays) {
+    if (a.name.empty() || a.name.find('/') != std::string::npos || a.name[0] == '.')
+      throw InputError(dir.string() + ": '" + a.name + "' cannot name a file");
+    // numpy's format 1.0: magic, version, header length, a Python dict literal padded with spaces
+    // and ended by a newline so that the data starts on a 64-byte boundary.
+    const char* descr = a.dtype == "F32" ? "<f4" : a.dtype == "I32" ? "<i4" : "|u1";
+    std::string shape;  // "2, 3"; one axis keeps its comma, as a Python tuple: "3,"
+    for (size_t i = 0; i < a.shape.size(); ++i) {
+      if (i) shape += ", ";
+      shape += std::to_string(a.shape[i]);
+    }
+    if (a.shape.size() == 1) shape += ",";
+    std::string header = "{'descr': '";
+    header.append(descr).append("', 'fortran_order': False, 'shape': (").append(shape).append("), }");
+    while ((10 + header.size() + 1) % 64) header += ' ';
+    header += '\n';
+    files::Writer out(dir / (a.name + ".npy"));
+    const uint8_t magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+    const uint8_t len[2] = {static_cast<uint8_t>(header.size() & 0xff), static_cast<uint8_t>(header.size() >> 8)};
+    out.write(magic, 8);
+    out.write(len, 2);
+    out.write(header.data(), header.size());
+    out.write(a.data(), a.size_bytes());
+    out.commit();
+  }
 }
 
 }  // namespace pathpatch

@@ -76,6 +76,25 @@ void write_safetensors(const std::filesystem::path& path,
                        const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+// A named array to write: F32 (a tensor), or integers (token ids as I32, masks as U8).
+struct NamedArray {
+  std::string name;
+  std::string dtype;  // "F32", "I32" or "U8" (safetensors' names)
+  Shape shape;
+  Tensor f32;                 // F32
+  std::vector<uint8_t> raw;   // I32, U8: the values' little-endian bytes
+  static NamedArray of(std::string name, const Tensor& t);
+  static NamedArray ints(std::string name, Shape shape, const std::vector<int32_t>& values);
+  static NamedArray bytes(std::string name, Shape shape, const std::vector<uint8_t>& values);
+  const void* data() const { return dtype == "F32" ? static_cast<const void*>(f32.data()) : raw.data(); }
+  size_t size_bytes() const { return dtype == "F32" ? f32.bytes() : raw.size(); }
+};
+void write_safetensors(const std::filesystem::path& path, const std::vector<NamedArray>& arrays,
+                       const std::map<std::string, std::string>& metadata = {});
+// One numpy .npy file (format 1.0) per array, NAME.npy, in the folder `dir` (made if missing), which
+// numpy reads with np.load and no other package.
+void write_npy_folder(const std::filesystem::path& dir, const std::vector<NamedArray>& arrays);
+
 float f16_to_f32(uint16_t h);
 // BF16 is the top half of an F32: inline, so that widening loops vectorise.
 inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }

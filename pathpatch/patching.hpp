@@ -90,7 +90,10 @@ struct Sites {
   std::vector<int> custom;                   // Custom, CustomConstant (negative: from the end)
 };
 
-// Which run is patched with which input's values.
+// Which run is patched with which input's values. The defaults differ on purpose, each its
+// literature's: activation patching denoises (TransformerLens, nnpatch: how much of the clean
+// behaviour one clean value restores), path patching noises (Wang et al.: the clean run with the
+// senders' corrupted effect on the receivers), and has no other direction.
 enum class Direction {
   Denoise,  // run the corrupted input, patch in clean values (TransformerLens's default)
   Noise,    // run the clean input, patch in corrupted values

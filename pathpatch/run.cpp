@@ -66,8 +66,10 @@ Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& 
   }, &names);
 }
 
-Result forward(const Model& model, const Batch& batch, const RunOptions& options) {
-  return run(model, {batch}, [](const Path&) { return 0; }, [](const Path&) { return Split::None; }, options);
+Result run(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options) {
+  return run(model, inputs, [](const Path&) { return 0; }, [](const Path&) { return Split::None; }, options);
 }
+
+Result forward(const Model& model, const Batch& batch, const RunOptions& options) { return run(model, {batch}, options); }
 
 }  // namespace pathpatch

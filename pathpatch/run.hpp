@@ -59,6 +59,10 @@ struct Result {
 Result run(const Model& model, const std::vector<Batch>& inputs, const WhichFn& which, const BranchFn& branch,
            const RunOptions& options = {});
 
+// No predicates: every path reads input 0, nothing splits; the interventions may read the other
+// inputs (replace("z1", 1) patches in input 1's values). Activation patching by hand.
+Result run(const Model& model, const std::vector<Batch>& inputs, const RunOptions& options);
+
 // The plain forward on one batch, through the same engine (no split; probes and interventions as given).
 Result forward(const Model& model, const Batch& batch, const RunOptions& options = {});
 

@@ -75,6 +75,13 @@ ln -s /dev/zero "$tmp/zero/config.json"
 expect 1 "not a regular file" info --model "$tmp/zero"
 expect 1 "--cache-bytes: '12X'" forward --model "$gold" --ids 3,4 --cache-bytes 12X
 
+# Output names are checked before the work, not after it.
+expect 1 "--heatmap '$tmp/x.txt': expected a name ending in .svg, .png, .pdf" paths --model "$zoo" "${sweep[@]}" \
+  --heatmap "$tmp/x.txt"
+expect 1 "--out '/nonexistent/x.csv': the folder '/nonexistent' does not exist" patch --model "$zoo" "${sweep[@]}" \
+  --out /nonexistent/x.csv
+expect 1 "no activation named 'zz1'" forward --model "$gold" --ids 3,4 --dump "$tmp/x.safetensors" --names zz1
+
 # Prompt files (pathpatch/prompts.hpp).
 prompts=$zoo/eval.jsonl
 expect 1 "the prompts come from the file; leave out --clean and --corrupt" paths --model "$zoo" --prompts "$prompts" \

@@ -309,3 +309,17 @@ TEST_CASE("no-ops are warned about, sound experiments are not", "[patching][warn
   one.add("a1.head2", 1);
   CHECK(pp::run(m, {clean(), corrupt()}, one).warnings.empty());
 }
+
+TEST_CASE("run without predicates: input 0's forward, with interventions that read the other inputs", "[patching]") {
+  const pp::Model& m = pptest::model("gpt2");
+  pp::RunOptions none;
+  CHECK(pp::bit_equal(pp::run(m, {clean(), corrupt()}, none).logits, pp::forward(m, clean()).logits));
+  pp::RunOptions patched;
+  patched.interventions = {pp::replace("z1", 1, {{2}, {}})};
+  pp::RunOptions by_hand;
+  by_hand.interventions = {pp::replace("z1", 1, {{2}, {}})};
+  pp::Result r = pp::run(m, {clean(), corrupt()}, patched);
+  pp::Result l = pp::run(m, {clean(), corrupt()}, [](const pp::Path&) { return 0; }, pptest::no_split, by_hand);
+  CHECK(pp::bit_equal(r.logits, l.logits));
+  CHECK_FALSE(pp::bit_equal(r.logits, pp::forward(m, clean()).logits));
+}

@@ -107,7 +107,8 @@ void print_info(const pp::Model& m) {
   std::cout << "model       " << m.dir().string() << "\n" << m.config().summary();
   std::cout << "tokenizer   " << (m.tokenizer() ? "yes" : "none") << "\n\nnodes:\n ";
   for (const auto& n : m.graph().nodes()) std::cout << " " << n.text();
-  std::cout << "\n\nactivations:\n";
+  std::cout << "\n\nactivations (axes: B batch rows, T positions, S key positions, D d_model, H heads (key/value "
+               "heads for k and v under grouped-query attention), E d_head, F d_mlp):\n";
   for (const auto& a : m.graph().activations()) std::cout << "  " << a.name << "  [" << a.axes << "]\n";
 }
 
@@ -127,6 +128,14 @@ int cmd_tokenize(const pp::Model& m, const std::vector<std::string>& texts) {
 // The memo cache every command runs with (--cache-bytes).
 std::shared_ptr<pp::Cache> cache;
 
+// --dump DIR/ (or an existing folder, or a new name without extension): one .npy per array; else
+// safetensors (also into an existing file without extension, such as a device).
+bool dump_is_folder(const std::string& dump) {
+  std::error_code ec;
+  if (dump.back() == '/' || std::filesystem::is_directory(dump, ec)) return true;
+  return std::filesystem::path(dump).extension().empty() && !std::filesystem::exists(dump, ec);
+}
+
 int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::string& dump, const std::string& names) {
   pp::Batch batch = prompts.batch(m, "input");
   pp::RunOptions opt;
@@ -134,18 +143,26 @@ int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::
   if (!dump.empty())
     for (const auto& a : m.graph().activations())
       if (fnmatch(names.c_str(), a.name.c_str(), 0) == 0) opt.interventions.push_back(pp::probe(a.name));
+  // Not a glob of full names: a short form ("z1", "resid_pre0"), or a NameError with close names.
+  if (!dump.empty() && opt.interventions.empty() && fnmatch(names.c_str(), "logits", 0) != 0 &&
+      names.find_first_of("*?[") == std::string::npos)
+    opt.interventions.push_back(pp::probe(m.graph().activation(m.graph().find_activation(names)).name));
   if (!dump.empty() && opt.interventions.empty() && fnmatch(names.c_str(), "logits", 0) != 0)
     throw pp::InputError("--names '" + names + "' matches no activation (see `pathpatch info` for the names)");
   pp::Result r = pp::forward(m, batch, opt);
   if (!dump.empty()) {
-    std::vector<std::pair<std::string, pp::Tensor>> out;
-    if (fnmatch(names.c_str(), "logits", 0) == 0) out.emplace_back("logits", r.logits);
-    for (const auto& p : r.probes) out.emplace_back(p.activation, p.value);
-    std::vector<float> ids(batch.ids.begin(), batch.ids.end()), mask(batch.mask.begin(), batch.mask.end());
-    out.emplace_back("input_ids", pp::Tensor::from_vector({batch.size, batch.seq}, ids));
-    out.emplace_back("attention_mask", pp::Tensor::from_vector({batch.size, batch.seq}, mask));
-    pp::write_safetensors(dump, out, {{"model", m.dir().string()}});
-    std::cout << "wrote " << out.size() << " tensors to " << dump << "\n";
+    std::vector<pp::NamedArray> out;
+    if (fnmatch(names.c_str(), "logits", 0) == 0) out.push_back(pp::NamedArray::of("logits", r.logits));
+    for (const auto& p : r.probes) out.push_back(pp::NamedArray::of(p.activation, p.value));
+    out.push_back(pp::NamedArray::ints("input_ids", {batch.size, batch.seq}, batch.ids));
+    out.push_back(pp::NamedArray::bytes("attention_mask", {batch.size, batch.seq}, batch.mask));
+    if (dump_is_folder(dump)) {
+      pp::write_npy_folder(dump, out);
+      std::cout << "wrote " << out.size() << " .npy files to " << dump << "\n";
+    } else {
+      pp::write_safetensors(dump, out, {{"model", m.dir().string()}});
+      std::cout << "wrote " << out.size() << " tensors to " << dump << "\n";
+    }
     return 0;
   }
   print_top_tokens(m, batch, r.logits, top);
@@ -294,8 +311,11 @@ int main(int argc, char** argv) {
   input.add_options(fwd, "", "Input");
   input.add_file_options(fwd);
   fwd->add_option("--top", top, "How many next tokens to show per row")->capture_default_str();
-  fwd->add_option("--dump", dump, "Write logits and activations (F32, TransformerLens names) to this safetensors file");
-  fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob")->capture_default_str();
+  fwd->add_option("--dump", dump,
+                  "Write logits and activations (F32, TransformerLens names) and the input ids (I32) and mask (U8): "
+                  "to a .safetensors file, or to a folder of .npy files (a name ending in / or without extension)");
+  fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob, or one short name (z1)")
+      ->capture_default_str();
 
   ExperimentSpec spec;
   Outputs outputs;
@@ -380,6 +400,7 @@ int main(int argc, char** argv) {
     std::optional<pp::Model> loaded;
     std::optional<Experiment> experiment;
     auto setup = [&] {
+      if (sharded) outputs.check();  // before the work, not after it
       if (sharded && !resume.empty()) {
         log = std::make_unique<pp::UnitLogFile>(resume, fingerprint(args, model_dir), job.shard());
         if (job.root() && log->resumed())

@@ -301,6 +301,23 @@ void Outputs::add_options(CLI::App* app) {
   app->add_option("--threshold", threshold, "Smallest |effect| drawn in --circuit")->capture_default_str();
 }
 
+void Outputs::check() const {
+  auto check_one = [](const std::string& path, const char* flag, const std::vector<std::string>& extensions) {
+    if (path.empty()) return;
+    std::string ext = fs::path(path).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (std::find(extensions.begin(), extensions.end(), ext) == extensions.end())
+      throw InputError(std::string(flag) + " '" + path + "': expected a name ending in " + join(extensions, ", "));
+    const fs::path parent = fs::path(path).parent_path();
+    std::error_code ec;
+    if (!parent.empty() && !fs::is_directory(parent, ec))
+      throw IoError(std::string(flag) + " '" + path + "': the folder '" + parent.string() + "' does not exist");
+  };
+  check_one(heatmap, "--heatmap", {".svg", ".png", ".pdf"});
+  check_one(out, "--out", {".csv", ".json"});
+  check_one(circuit, "--circuit", {".svg", ".png", ".pdf", ".dot"});
+}
+
 namespace {
 
 std::string with_suffix(const std::string& path, const std::string& suffix) {
@@ -351,8 +368,10 @@ void ProgressBar::show(size_t done, size_t total) {
   shown_ = true;
   const int width = 30;
   int filled = static_cast<int>(width * done / total);
-  std::fprintf(stderr, "\r%s [%s%s] %zu/%zu  %.0fs", what_.c_str(), std::string(filled, '#').c_str(),
-               std::string(width - filled, '.').c_str(), done, total, elapsed);
+  // The time left, at the pace so far (units differ in cost, so it is an estimate).
+  const double left = done > 0 ? elapsed * static_cast<double>(total - done) / static_cast<double>(done) : 0;
+  std::fprintf(stderr, "\r%s [%s%s] %zu/%zu  %.0fs, about %.0fs left  ", what_.c_str(),
+               std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), done, total, elapsed, left);
   std::fflush(stderr);
 }
 
@@ -394,8 +413,8 @@ void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, 
 void print_sweep(const SweepResult& s, float base) {
   std::printf("%s: %s (clean %.4f, corrupted %.4f)\n", s.title.c_str(), s.metric.c_str(), s.clean, s.corrupted);
   const Tensor& v = s.values;
-  if (v.dim() == 1 || v.dim() == 2) {
-    const int64_t rows = v.size(0), cols = v.dim() == 2 ? v.size(1) : 1;
+  const int64_t rows = v.size(0), cols = v.dim() == 2 ? v.size(1) : 1;
+  if (v.dim() == 1 || (v.dim() == 2 && cols <= kMaxTableColumns)) {
     std::printf("%8s", (s.axes[0] + (v.dim() == 2 ? "\\" + s.axes[1] : "")).c_str());
     for (int64_t c = 0; c < cols; ++c) std::printf(" %8s", v.dim() == 2 ? s.labels[1][c].c_str() : "");
     std::printf("\n");
@@ -410,17 +429,23 @@ void print_sweep(const SweepResult& s, float base) {
     }
     return;
   }
-  // Three axes: the ten cells that move the metric most.
+  // Three axes, or too many columns to read: the ten cells that move the metric most (NaN last).
   std::vector<int64_t> idx(v.numel());
   for (int64_t i = 0; i < v.numel(); ++i) idx[i] = i;
-  std::partial_sort(idx.begin(), idx.begin() + std::min<int64_t>(10, v.numel()), idx.end(), [&](int64_t a, int64_t b) {
-    return std::fabs(v.data()[a] - base) > std::fabs(v.data()[b] - base);
-  });
-  std::printf("largest effects (%s, %s, %s):\n", s.axes[0].c_str(), s.axes[1].c_str(), s.axes[2].c_str());
-  for (int64_t i = 0; i < std::min<int64_t>(10, v.numel()); ++i) {
-    int64_t k = idx[i], c = k % v.size(2), b = (k / v.size(2)) % v.size(1), a = k / (v.size(1) * v.size(2));
-    std::printf("  %s=%s %s=%s %s=%s  %.4f\n", s.axes[0].c_str(), s.labels[0][a].c_str(), s.axes[1].c_str(),
-                s.labels[1][b].c_str(), s.axes[2].c_str(), s.labels[2][c].c_str(), v.data()[k]);
+  auto effect = [&](int64_t i) { return std::isnan(v.data()[i]) ? -1.0f : std::fabs(v.data()[i] - base); };
+  const int64_t shown = std::min<int64_t>(10, v.numel());
+  std::partial_sort(idx.begin(), idx.begin() + shown, idx.end(), [&](int64_t a, int64_t b) { return effect(a) > effect(b); });
+  std::printf("largest effects (%s; every cell in --out):\n", join(s.axes, ", ").c_str());
+  for (int64_t i = 0; i < shown; ++i) {
+    std::string where;
+    int64_t rest = idx[i];
+    for (int a = v.dim() - 1; a >= 0; --a) {
+      const int64_t at = rest % v.size(a);
+      rest /= v.size(a);
+      const std::string label = a < static_cast<int>(s.labels.size()) ? s.labels[a].at(at) : std::to_string(at);
+      where = s.axes[a] + "=" + label + (where.empty() ? "" : " ") + where;
+    }
+    std::printf("  %s  %.4f\n", where.c_str(), v.data()[idx[i]]);
   }
 }
 

@@ -51,6 +51,9 @@ struct Outputs {
   std::string heatmap, out, circuit;
   float threshold = 0.1f;
   void add_options(CLI::App* app);
+  // Before the work: InputError for a name whose extension says no format this option writes, or
+  // IoError for a folder that does not exist (a long sweep must not end in a refusal).
+  void check() const;
   // `suffix`, if given, goes before the extension (one file per site). Pictures show each value
   // minus `baseline` (the unpatched run the patches move away from).
   void write(const Model& m, const Batch& clean, const SweepResult& sweep, const std::string& suffix,
@@ -84,7 +87,9 @@ std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
 const Tokenizer& require_tokenizer(const Model& m);
 std::string default_model_dir();  // the zoo's smallest model
 void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, int top);
-// Prints the numbers (three axes: the cells farthest from `base`, the unpatched value).
+// Prints the numbers: a table, or (three axes, or more than kMaxTableColumns columns: 512
+// positions do not fit a terminal) the ten cells farthest from `base`, the unpatched value.
+constexpr int64_t kMaxTableColumns = 24;
 void print_sweep(const SweepResult& sweep, float base);
 
 int run_demo(const Model& model, const std::string& out_dir, const std::shared_ptr<Cache>& cache);

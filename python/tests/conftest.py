@@ -42,9 +42,9 @@ def read_safetensors(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        assert info["dtype"] == "F32", name
+        dtype = {"F32": "<f4", "I32": "<i4", "U8": "u1"}[info["dtype"]]
         begin, end = info["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + begin : 8 + n + end], dtype="<f4").reshape(info["shape"])
+        out[name] = np.frombuffer(data[8 + n + begin : 8 + n + end], dtype=dtype).reshape(info["shape"])
     return out
 
 

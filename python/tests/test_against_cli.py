@@ -16,7 +16,7 @@ def test_every_activation_equals_the_cli_dump(folder, tmp_path):
             ",".join(map(str, ROWS[1])), "--dump", out)
     ref = read_safetensors(out)
     logits, cache = pp.run_with_cache(model, np.array(ROWS), names="*")
-    assert np.array_equal(ref["input_ids"], np.array(ROWS, dtype=np.float32))
+    assert ref["input_ids"].dtype == np.int32 and np.array_equal(ref["input_ids"], np.array(ROWS))
     assert logits.dtype == np.float32 and np.array_equal(logits, ref["logits"])
     names = sorted(n for n in ref if n not in ("logits", "input_ids", "attention_mask"))
     assert names == sorted(cache)
@@ -81,3 +81,27 @@ def test_the_demo_circuit_draws_what_its_legend_says(tmp_path):
                 if value is not None and abs(value - sweep["clean"]) >= threshold - 0.005:  # the legend rounds
                     expected.add((f"a{layer}.head{head}", receiver))
     assert drawn == expected and len(drawn) >= 3
+
+
+def test_npy_dump_holds_the_same_bits_and_integer_ids(tmp_path):
+    model = pp.load_model(str(GOLDEN / "llama-gqa"))
+    out = tmp_path / "acts"
+    run_cli("forward", "--model", GOLDEN / "llama-gqa", "--ids", "1,5,9,2", "--ids", "4,8", "--dump", f"{out}/",
+            "--names", "blocks.1.*")
+    ids = np.load(out / "input_ids.npy")
+    mask = np.load(out / "attention_mask.npy")
+    assert ids.dtype == np.int32 and ids.tolist()[0] == [1, 5, 9, 2] and ids[1, 2:].tolist() == [4, 8]
+    assert mask.dtype == np.uint8 and mask.tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]
+    _, cache = pp.run_with_cache(model, pp.Batch(ids, mask), names="blocks.1.*")
+    names = sorted(p.stem for p in out.glob("blocks.1.*.npy"))
+    assert names == sorted(cache)
+    for name in names:
+        assert np.array_equal(np.load(out / f"{name}.npy"), cache[name]), name
+    st = tmp_path / "acts.safetensors"  # safetensors: the ids as I32 too
+    run_cli("forward", "--model", GOLDEN / "llama-gqa", "--ids", "1,5,9,2", "--dump", st, "--names", "logits")
+    import json
+    import struct
+
+    data = st.read_bytes()
+    header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
+    assert header["input_ids"]["dtype"] == "I32" and header["attention_mask"]["dtype"] == "U8"

@@ -98,6 +98,19 @@ expect 1 "no-such.jsonl: cannot read the prompt file (no such file or directory)
   head -1 "$tmp/p.csv" | grep -qx "layer,head,value,row0,row1,row2,row3" ||
   { echo "FAIL: paths --prompts --limit 4 --out p.csv: no per-prompt columns" >&2; failures=$((failures + 1)); }
 
+# Attention patterns: one picture per head, and where the last position looks.
+expect 1 "--layer 5: the model has layers 0..2" attention --model "$zoo" --text "$clean" --layer 5
+expect 1 "--head 4: the model has heads 0..3" attention --model "$zoo" --text "$clean" --layer 2 --head 4
+"$cli" attention --model "$zoo" --text "$clean" --layer 2 --out "$tmp/att" >"$tmp/out" 2>&1 &&
+  [ -s "$tmp/att/L2.H0.svg" ] && [ -s "$tmp/att/L2.H3.svg" ] && grep -q "head 2.0, from the last position:  ' John' (10)" "$tmp/out" ||
+  { echo "FAIL: attention --layer 2: no pictures, or head 2.0 not looking at the subject" >&2; failures=$((failures + 1)); }
+
+# Per-head heatmaps beside the sum over heads, on a fixed colour scale.
+"$cli" patch --model "$zoo" "${sweep[@]}" --sites z --positions each --heatmap "$tmp/z.svg" --per-head --colour-limit 5 >/dev/null 2>&1 &&
+  [ -s "$tmp/z.svg" ] && [ -s "$tmp/z-head0.svg" ] && [ -s "$tmp/z-head3.svg" ] && [ ! -e "$tmp/z-head4.svg" ] &&
+  grep -q "head 0" "$tmp/z-head0.svg" ||
+  { echo "FAIL: patch --sites z --per-head: no heatmap per head" >&2; failures=$((failures + 1)); }
+
 # Warnings: the command succeeds (exit 0) and says on stderr what may not be what was meant.
 expect 0 "warning: the clean and corrupted inputs are identical" paths --model "$zoo" --clean "$clean" \
   --corrupt "$clean" --answer ' Mary' --wrong ' John'

@@ -471,3 +471,18 @@ TEST_CASE("render the documentation's pictures", "[.render]") {
   viz::render_provenance(sender, m, (std::filesystem::path(PP_BINARY_DIR) / "provenance-sender.png").string(),
                          viz::DiagramOptions::for_inputs({a, b}, {"clean", "corrupted"}));
 }
+
+TEST_CASE("an attention pattern draws as a heatmap with tokens on both axes", "[viz]") {
+  const pp::Tensor pattern = pp::Tensor::from_vector({3, 3}, {1, 0, 0, 0.5f, 0.5f, 0, 0.2f, 0.3f, 0.5f});
+  pp::SweepResult s = viz::attention_sweep(pattern, {"When", " Mary", " &"}, "attention of head 1.1");
+  CHECK(s.axes == std::vector<std::string>{"query", "key"});
+  CHECK(s.labels[1][1] == " Mary (1)");
+  viz::HeatmapOptions o;
+  o.limit = 1;
+  const std::string svg = viz::heatmap_svg(s, o);
+  CHECK(count(svg, "class=\"cell") == 9);
+  CHECK(svg.find(" &amp; (2)") != std::string::npos);
+  CHECK(svg.find("attention of head 1.1") != std::string::npos);
+  CHECK_THROWS_AS(viz::attention_sweep(pp::Tensor({2, 3}), {"a", "b"}, ""), pp::InputError);
+  CHECK_THROWS_AS(viz::attention_sweep(pattern, {"a"}, ""), pp::InputError);
+}

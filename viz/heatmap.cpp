@@ -430,6 +430,27 @@ std::string sweep_json(const SweepResult& s) {
   return j.dump();
 }
 
+SweepResult attention_sweep(const Tensor& pattern, const std::vector<std::string>& tokens, const std::string& title) {
+  if (pattern.dim() != 2 || pattern.size(0) != pattern.size(1))
+    throw InputError("attention_sweep: expected one head's pattern [T, T], got " + to_string(pattern.shape()));
+  if (static_cast<int64_t>(tokens.size()) != pattern.size(0))
+    throw InputError("attention_sweep: " + std::to_string(tokens.size()) + " tokens for " +
+                     std::to_string(pattern.size(0)) + " positions");
+  SweepResult s;
+  s.title = title;
+  s.metric = "attention";
+  s.axes = {"query", "key"};
+  std::vector<std::string> labels;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    std::string label = tokens[t];
+    label.append(" (").append(std::to_string(t)).append(")");
+    labels.push_back(label);
+  }
+  s.labels = {labels, labels};
+  s.values = pattern.clone();
+  return s;
+}
+
 void write_sweep(const SweepResult& s, const std::filesystem::path& path, const HeatmapOptions& o) {
   const std::string ext = lower_extension(path);
   if (ext == ".svg") return write_file(path, heatmap_svg(s, o));

@@ -25,6 +25,7 @@
 
 namespace pathpatch {
 struct SweepResult;
+class Tensor;
 }
 
 namespace pathpatch::viz {
@@ -70,6 +71,12 @@ std::string sweep_json(const SweepResult& s);
 // Chooses by extension: .svg (heatmap), .png / .pdf (the heatmap rasterised by Graphviz), .csv,
 // .json. RenderError for another extension, IoError if the file cannot be written.
 void write_sweep(const SweepResult& s, const std::filesystem::path& path, const HeatmapOptions& o = {});
+
+// An attention pattern as a picture: `pattern` is one head's [T, T] (query positions x key
+// positions, rows summing to 1), `tokens` the T tokens; returned as a sweep with axes ("query",
+// "key"), each labelled "token (position)", so heatmap_svg draws it (white 0 to red 1 with
+// HeatmapOptions::limit = 1) and sweep_csv / sweep_json write it.
+SweepResult attention_sweep(const Tensor& pattern, const std::vector<std::string>& tokens, const std::string& title);
 
 // The diverging colour map: t in [-1, 1] (clamped) -> "#rrggbb", blue at -1, white at 0, red at 1.
 std::string diverging_colour(float t);

@@ -169,6 +169,51 @@ int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::
   return 0;
 }
 
+// One head's (or every head's) attention pattern on one row: a heatmap each, and where the last
+// position looks.
+int cmd_attention(const pp::Model& m, const Prompts& prompts, int layer, int head, int row, const std::string& out_dir) {
+  pp::Batch batch = prompts.batch(m, "input");
+  if (layer < 0 || layer >= m.config().n_layers)
+    throw pp::InputError("--layer " + std::to_string(layer) + ": the model has layers 0.." +
+                         std::to_string(m.config().n_layers - 1));
+  if (head >= m.config().n_heads || head < -1)
+    throw pp::InputError("--head " + std::to_string(head) + ": the model has heads 0.." + std::to_string(m.config().n_heads - 1));
+  if (row < 0 || row >= batch.size)
+    throw pp::InputError("--row " + std::to_string(row) + ": the input has rows 0.." + std::to_string(batch.size - 1));
+  prepare_output_folder(out_dir, "--out");
+  pp::RunOptions opt;
+  opt.cache = cache;
+  opt.logits = false;
+  const std::string name = "pattern" + std::to_string(layer);
+  opt.interventions = {pp::probe(name)};
+  const pp::Tensor pattern = pp::forward(m, batch, opt).probe(name);  // [B, H, T, T]
+  const int64_t T = batch.seq, first = T - batch.length(row), n = T - first;  // the row's real positions
+  std::vector<std::string> tokens;
+  for (int64_t t = first; t < T; ++t)
+    tokens.push_back(m.tokenizer() ? m.tokenizer()->piece(batch.id(row, t)) : std::to_string(batch.id(row, t)));
+  pp::viz::HeatmapOptions o;
+  o.limit = 1;
+  o.annotate = n <= 24;
+  for (int h = head < 0 ? 0 : head; h < (head < 0 ? m.config().n_heads : head + 1); ++h) {
+    std::vector<float> values;
+    for (int64_t q = first; q < T; ++q)
+      for (int64_t k = first; k < T; ++k) values.push_back(pattern.at({row, h, q, k}));
+    const std::string title = "attention of head " + std::to_string(layer) + "." + std::to_string(h);
+    pp::SweepResult s = pp::viz::attention_sweep(pp::Tensor::from_vector({n, n}, values), tokens, title);
+    std::vector<int64_t> order(n);
+    for (int64_t k = 0; k < n; ++k) order[k] = k;
+    const float* last = values.data() + (n - 1) * n;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return last[a] > last[b]; });
+    std::printf("head %d.%d, from the last position:", layer, h);
+    for (int64_t i = 0; i < std::min<int64_t>(3, n); ++i)
+      std::printf("  '%s' (%lld) %.2f", tokens[order[i]].c_str(), static_cast<long long>(order[i]), last[order[i]]);
+    const std::string path = (std::filesystem::path(out_dir) / ("L" + std::to_string(layer) + ".H" + std::to_string(h) + ".svg")).string();
+    pp::viz::write_sweep(s, path, o);
+    std::printf("\n  wrote %s\n", path.c_str());
+  }
+  return 0;
+}
+
 int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x, const std::string& sites_spec,
               const std::string& layers, const std::string& positions, bool noise, const Outputs& outputs) {
   pp::PatchingOptions o;
@@ -283,6 +328,8 @@ int main(int argc, char** argv) {
       "  pathpatch paths --model models/zoo/ioi-llama --clean ... --corrupt ... --answer ' Mary' --wrong ' John' --heatmap s.svg\n"
       "  pathpatch trace --model models/zoo/ioi-llama --clean ... --corrupt ... --rule 'ln_final a1 a1.head a1.head3=1' "
       "--render paths.svg\n"
+      "  pathpatch attention --model models/zoo/ioi-llama --text 'When Mary and John went to the store, John gave a "
+      "drink to' --layer 2\n"
       "\nExit codes: 0 success, 1 bad input (the message says what and where), 2 bad usage, 3 internal error.");
 
   std::string model_dir, cache_bytes = "4G", pool_bytes;
@@ -316,6 +363,18 @@ int main(int argc, char** argv) {
                   "to a .safetensors file, or to a folder of .npy files (a name ending in / or without extension)");
   fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob, or one short name (z1)")
       ->capture_default_str();
+
+  Prompts attention_input;
+  int attention_layer = 0, attention_head = -1, attention_row = 0;
+  std::string attention_out = "attention";
+  auto* attention = app.add_subcommand("attention", "Draw attention patterns: one heatmap per head, tokens on both axes");
+  add_model(attention);
+  attention_input.add_options(attention, "", "Input");
+  attention_input.add_file_options(attention);
+  attention->add_option("--layer", attention_layer, "The layer")->required();
+  attention->add_option("--head", attention_head, "One head (default: every head of the layer)");
+  attention->add_option("--row", attention_row, "Which row of the batch")->capture_default_str();
+  attention->add_option("--out", attention_out, "Folder for the pictures (L<layer>.H<head>.svg)")->capture_default_str();
 
   ExperimentSpec spec;
   Outputs outputs;
@@ -428,6 +487,8 @@ int main(int argc, char** argv) {
     }
     if (*tokenize) return cmd_tokenize(model, texts);
     if (*fwd) return cmd_forward(model, input, top, dump, names);
+    if (*attention)
+      return cmd_attention(model, attention_input, attention_layer, attention_head, attention_row, attention_out);
     if (*patch) return cmd_patch(job, log.get(), model, *experiment, sites, layers, positions, noise, outputs);
     if (*paths)
       return cmd_paths(job, log.get(), model, *experiment, receivers, senders, receiver_kind, mlps_on_path,

@@ -299,6 +299,10 @@ void Outputs::add_options(CLI::App* app) {
   app->add_option("--out", out, "Write the numbers (.csv or .json)");
   app->add_option("--circuit", circuit, "Draw the cells above --threshold as a circuit (.svg, .png, .pdf, .dot)");
   app->add_option("--threshold", threshold, "Smallest |effect| drawn in --circuit")->capture_default_str();
+  app->add_option("--colour-limit", limit, "Heatmap colours span [-L, L] (the same scale across pictures); default: "
+                                           "the largest |value|");
+  app->add_flag("--per-head", per_head, "Per-head sweeps (z, q, k, v, ...): one heatmap per head (-headH) besides "
+                                        "the sum over heads");
 }
 
 void Outputs::check() const {
@@ -337,9 +341,20 @@ void Outputs::write(const Model& m, const Batch& clean, const SweepResult& sweep
     viz::HeatmapOptions o;
     o.baseline = baseline;
     o.position_labels = labels;
+    o.limit = limit;
     std::string path = with_suffix(heatmap, suffix);
     viz::write_sweep(sweep, path, o);
     std::cout << "wrote " << path << "\n";
+    const auto head = std::find(sweep.axes.begin(), sweep.axes.end(), "head");
+    if (per_head && head != sweep.axes.end() && sweep.axes.size() > 2) {
+      o.reduce_axis = "head";
+      for (int h = 0; h < sweep.values.size(static_cast<int>(head - sweep.axes.begin())); ++h) {
+        o.fixed_index = h;
+        std::string one = with_suffix(heatmap, (suffix.empty() ? "" : suffix + "-") + "head" + std::to_string(h));
+        viz::write_sweep(sweep, one, o);
+        std::cout << "wrote " << one << "\n";
+      }
+    }
   }
   if (!out.empty()) {
     std::string path = with_suffix(out, suffix);

@@ -50,6 +50,8 @@ struct ExperimentSpec {
 struct Outputs {
   std::string heatmap, out, circuit;
   float threshold = 0.1f;
+  float limit = 0;        // --limit-colour: the heatmap's colours span [-limit, limit]; 0: the largest |value|
+  bool per_head = false;  // --per-head: one heatmap per head (z, q, k, v, pattern, result sweeps)
   void add_options(CLI::App* app);
   // Before the work: InputError for a name whose extension says no format this option writes, or
   // IoError for a folder that does not exist (a long sweep must not end in a refusal).

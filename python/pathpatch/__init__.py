@@ -32,6 +32,7 @@ Which call for what:
     replace, zero, add, set, mean, probe                        interventions
     activation_patching, path_patch, sweep_senders, sweep_receivers   experiments
     Metric.logit_diff / ... / custom                            what sweeps score
+    attention, induction_scores, previous_token_scores         attention patterns
     Result.provenance, Sweep.heatmap / circuit, model_graph, circuit  pictures
 """
 
@@ -70,6 +71,7 @@ from ._pathpatch import (  # noqa: F401  (re-exported)
     WeightError,
     activation_patching,
     add,
+    attention,
     circuit,
     forward,
     induction_scores,
@@ -96,7 +98,7 @@ __version__ = "0.1.0"
 # it never shadows Python's own NameError.
 __all__ = [
     "ActivationCache", "Batch", "Cache", "Error", "Intervention", "Metric", "Model", "PatchingWarning", "PathRules", "Receiver",
-    "PromptSet", "RepeatedTokens", "Result", "Sender", "Split", "Sweep", "activation_patching", "add", "circuit", "forward",
+    "PromptSet", "RepeatedTokens", "Result", "Sender", "Split", "Sweep", "activation_patching", "add", "attention", "circuit", "forward",
     "induction_scores", "load_model", "mean", "model_graph", "output_formats", "path_patch", "previous_token_scores",
     "probe", "read_prompts", "repeated_tokens", "replace", "run", "run_with_cache", "set", "sweep_receivers", "sweep_senders",
     "unrepeated_tokens", "zero",

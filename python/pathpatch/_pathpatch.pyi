@@ -280,6 +280,7 @@ class Sweep:
 
 Progress = Optional[Callable[[int, int], Any]]
 
+def attention(model: Model, input: Input, layer: int, head: int, row: int = 0) -> Sweep: ...
 def activation_patching(model: Model, clean: Input, corrupted: Input, metric: Metric, *,
                         sites: Union[str, Sequence[str]] = ("resid_pre", "attn_out", "mlp_out"),
                         layers: Union[int, Sequence[int], None] = None,

@@ -339,6 +339,38 @@ void bind_patching(py::module_& m) {
 
   bind_sweep(m);
 
+  m.def("attention",
+        [](const ModelPtr& model, const py::handle& input, int layer, int head, int row) {
+          Batch b = to_batch(*model, input, "input");
+          if (row < 0 || row >= b.size) throw InputError("attention: row " + std::to_string(row) + " is not in the batch");
+          const std::string name = model->graph().activation(model->graph().find_activation("pattern" + std::to_string(layer))).name;
+          RunOptions o;
+          o.logits = false;
+          o.interventions = {probe(name)};
+          Tensor pattern;
+          {
+            py::gil_scoped_release nogil;
+            pattern = forward(*model, b, o).probe(name);  // [B, H, T, T]
+          }
+          if (head < 0 || head >= pattern.size(1))
+            throw InputError("attention: head " + std::to_string(head) + " is not in 0.." + std::to_string(pattern.size(1) - 1));
+          const int64_t T = b.seq, first = T - b.length(row), n = T - first;
+          std::vector<float> values;
+          std::vector<std::string> tokens;
+          for (int64_t q = first; q < T; ++q) {
+            tokens.push_back(model->tokenizer() ? model->tokenizer()->piece(b.id(row, q)) : std::to_string(b.id(row, q)));
+            for (int64_t k = first; k < T; ++k) values.push_back(pattern.at({row, head, q, k}));
+          }
+          return viz::attention_sweep(Tensor::from_vector({n, n}, values), tokens,
+                                      "attention of head " + std::to_string(layer) + "." + std::to_string(head));
+        },
+        py::arg("model"), py::arg("input"), py::arg("layer"), py::arg("head"), py::arg("row") = 0,
+        R"(One head's attention pattern on one row of the input (padding left out), as a Sweep with axes
+    ("query", "key") labelled by the tokens: .values is [T, T], and it shows itself as a heatmap.
+
+    >>> a = pathpatch.attention(model, "When Mary and John went to the store, John gave a drink to", layer=2, head=0)
+    >>> a.heatmap("L2.H0.svg", limit=1))");
+
   m.def("activation_patching",
         [](const ModelPtr& model, const py::handle& clean, const py::handle& corrupted, const Metric& metric,
            const py::handle& sites, const py::handle& layers, const py::handle& positions, int k, bool together,

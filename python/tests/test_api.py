@@ -488,3 +488,18 @@ def test_no_ops_warn(ioi, ioi_prompts):
         pp.run(ioi, [clean, corrupt], rules="a1.head2")
         with pytest.raises(pp.PatchingWarning):  # a filter that makes warnings errors is obeyed
             pp.sweep_senders(ioi, clean, clean, metric)
+
+
+def test_attention_patterns(ioi):
+    text = "When Mary and John went to the store, John gave a drink to"
+    a = pp.attention(ioi, text, layer=2, head=0)
+    _, cache = pp.run_with_cache(ioi, text, names=["pattern2"])
+    assert a.axes == ["query", "key"] and np.array_equal(a.values, cache["pattern", 2][0, 0])
+    assert a.labels[0][2] == " Mary (2)" and "<svg" in a._repr_svg_()
+    padded = ioi.to_batch(["When Mary", text])
+    short = pp.attention(ioi, padded, layer=0, head=1, row=0)  # padding left out
+    assert short.values.shape == (3, 3) and np.allclose(short.values.sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(pp.InputError, match="head 4"):
+        pp.attention(ioi, text, layer=2, head=4)
+    with pytest.raises(pp.NameError):
+        pp.attention(ioi, text, layer=7, head=0)

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "graph/error.hpp"
+#include "models/tokenizer.hpp"
 #include "pathpatch/run.hpp"
 
 namespace pathpatch {
@@ -69,6 +70,30 @@ Tensor previous_token_scores(const Model& model, const Batch& batch) { return pa
 
 Tensor induction_scores(const Model& model, const RepeatedTokens& r) {
   return pattern_scores(model, r.batch, r.first_repeat(), r.half - 1);
+}
+
+HeadAttention head_attention(const Model& model, const Batch& batch, int layer, int head, int64_t row) {
+  const ModelConfig& c = model.config();
+  if (layer < 0 || layer >= c.n_layers)
+    throw InputError("layer " + std::to_string(layer) + ": the model has layers 0.." + std::to_string(c.n_layers - 1));
+  if (head < 0 || head >= c.n_heads)
+    throw InputError("head " + std::to_string(head) + ": the model has heads 0.." + std::to_string(c.n_heads - 1));
+  if (row < 0 || row >= batch.size)
+    throw InputError("row " + std::to_string(row) + ": the input has rows 0.." + std::to_string(batch.size - 1));
+  RunOptions o;
+  o.logits = false;
+  o.interventions = {probe(model.graph().activation(model.acts().layers[layer].pattern).name, "pattern")};
+  const Tensor all = forward(model, batch, o).probe("pattern");  // [B, H, T, T]
+  const int64_t T = batch.seq, first = T - batch.length(row), n = T - first;
+  HeadAttention out;
+  std::vector<float> values;
+  for (int64_t q = first; q < T; ++q) {
+    const int32_t id = batch.id(row, q);
+    out.tokens.push_back(model.tokenizer() ? model.tokenizer()->piece(id) : std::to_string(id));
+    for (int64_t k = first; k < T; ++k) values.push_back(all.at({row, head, q, k}));
+  }
+  out.pattern = Tensor::from_vector({n, n}, std::move(values));
+  return out;
 }
 
 std::vector<float> next_token_loss(const Model& model, const Batch& batch, int64_t from, int64_t to) {

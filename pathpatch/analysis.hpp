@@ -4,6 +4,7 @@
 // induction head attends, in a repeated sequence, to the token after the previous occurrence of the
 // current token.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "graph/batch.hpp"
@@ -29,6 +30,15 @@ Batch unrepeated_tokens(const RepeatedTokens& r, int32_t lo, int32_t hi, uint64_
 Tensor previous_token_scores(const Model& model, const Batch& batch);
 // Mean attention, per [layer, head], from each repeated position p to p - half + 1.
 Tensor induction_scores(const Model& model, const RepeatedTokens& r);
+
+// One head's attention on one row of a batch, padding left out: `pattern` [n, n] (query x key
+// positions of the row's n real tokens, each row summing to 1) and the tokens as text (as ids where
+// the model has no tokenizer). InputError for a layer, head or row the model or batch lacks.
+struct HeadAttention {
+  Tensor pattern;
+  std::vector<std::string> tokens;
+};
+HeadAttention head_attention(const Model& model, const Batch& batch, int layer, int head, int64_t row = 0);
 
 // Mean cross-entropy of the next token over positions [from, to) (to < 0: the end), per row.
 std::vector<float> next_token_loss(const Model& model, const Batch& batch, int64_t from, int64_t to = -1);

@@ -71,8 +71,8 @@ ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cac
 void warn(const std::vector<Batch>& inputs, const std::vector<Experiment>& experiments, const Scorer& scorer,
           SweepResult& res) {
   if (experiments.empty())
-    res.warnings.push_back("no cell of '" + res.title + "' has an experiment (a receiver in layer 0 has no sender "
-                           "before it; every value is NaN)");
+    res.warnings.push_back("no cell of '" + res.title + "' has an experiment (no sender comes before the receivers, "
+                           "as in layer 0, or no receiver after the senders; every value is NaN)");
   if (inputs[0].ids == inputs[1].ids && inputs[0].mask == inputs[1].mask)
     res.warnings.push_back("the clean and corrupted inputs are identical: no patch can change anything");
   if (const int64_t wrong = scorer.wrong_on_clean())

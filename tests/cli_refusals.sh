@@ -99,8 +99,8 @@ expect 1 "no-such.jsonl: cannot read the prompt file (no such file or directory)
   { echo "FAIL: paths --prompts --limit 4 --out p.csv: no per-prompt columns" >&2; failures=$((failures + 1)); }
 
 # Attention patterns: one picture per head, and where the last position looks.
-expect 1 "--layer 5: the model has layers 0..2" attention --model "$zoo" --text "$clean" --layer 5
-expect 1 "--head 4: the model has heads 0..3" attention --model "$zoo" --text "$clean" --layer 2 --head 4
+expect 1 "layer 5: the model has layers 0..2" attention --model "$zoo" --text "$clean" --layer 5
+expect 1 "head 4: the model has heads 0..3" attention --model "$zoo" --text "$clean" --layer 2 --head 4
 "$cli" attention --model "$zoo" --text "$clean" --layer 2 --out "$tmp/att" >"$tmp/out" 2>&1 &&
   [ -s "$tmp/att/L2.H0.svg" ] && [ -s "$tmp/att/L2.H3.svg" ] && grep -q "head 2.0, from the last position:  ' John' (10)" "$tmp/out" ||
   { echo "FAIL: attention --layer 2: no pictures, or head 2.0 not looking at the subject" >&2; failures=$((failures + 1)); }

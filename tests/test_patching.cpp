@@ -4,6 +4,7 @@
 
 #include "helpers.hpp"
 #include "models/safetensors.hpp"
+#include "pathpatch/analysis.hpp"
 #include "pathpatch/patching.hpp"
 #include "viz/heatmap.hpp"
 
@@ -322,4 +323,21 @@ TEST_CASE("run without predicates: input 0's forward, with interventions that re
   pp::Result l = pp::run(m, {clean(), corrupt()}, [](const pp::Path&) { return 0; }, pptest::no_split, by_hand);
   CHECK(pp::bit_equal(r.logits, l.logits));
   CHECK_FALSE(pp::bit_equal(r.logits, pp::forward(m, clean()).logits));
+}
+
+TEST_CASE("head_attention: one head's pattern on one row, padding left out", "[analysis]") {
+  const pp::Model& m = pptest::model("gpt2");
+  pp::Batch padded = pp::Batch::from_rows({{3, 14, 15, 92}, {7, 7}});
+  pp::RunOptions o;
+  o.interventions = {pp::probe("pattern1")};
+  const pp::Tensor all = pp::forward(m, padded, o).probe("pattern1");
+  pp::HeadAttention a = pp::head_attention(m, padded, 1, 2, 1);
+  REQUIRE(a.pattern.shape() == pp::Shape{2, 2});
+  CHECK(a.tokens == std::vector<std::string>{"7", "7"});  // no tokenizer: ids
+  for (int64_t q = 0; q < 2; ++q)
+    for (int64_t k = 0; k < 2; ++k) CHECK(a.pattern.at({q, k}) == all.at({1, 2, q + 2, k + 2}));
+  CHECK(pp::head_attention(m, padded, 0, 0, 0).pattern.shape() == pp::Shape{4, 4});
+  CHECK_THROWS_WITH(pp::head_attention(m, padded, 2, 0, 0), Catch::Contains("layer 2: the model has layers 0..1"));
+  CHECK_THROWS_WITH(pp::head_attention(m, padded, 0, 4, 0), Catch::Contains("head 4: the model has heads 0..3"));
+  CHECK_THROWS_WITH(pp::head_attention(m, padded, 0, 0, 2), Catch::Contains("row 2: the input has rows 0..1"));
 }

@@ -15,6 +15,7 @@
 #include "graph/files.hpp"
 #include "graph/kernels.hpp"
 #include "models/safetensors.hpp"
+#include "pathpatch/analysis.hpp"
 #include "pathpatch/pathpatch.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/heatmap.hpp"
@@ -173,42 +174,25 @@ int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::
 // position looks.
 int cmd_attention(const pp::Model& m, const Prompts& prompts, int layer, int head, int row, const std::string& out_dir) {
   pp::Batch batch = prompts.batch(m, "input");
-  if (layer < 0 || layer >= m.config().n_layers)
-    throw pp::InputError("--layer " + std::to_string(layer) + ": the model has layers 0.." +
-                         std::to_string(m.config().n_layers - 1));
-  if (head >= m.config().n_heads || head < -1)
-    throw pp::InputError("--head " + std::to_string(head) + ": the model has heads 0.." + std::to_string(m.config().n_heads - 1));
-  if (row < 0 || row >= batch.size)
-    throw pp::InputError("--row " + std::to_string(row) + ": the input has rows 0.." + std::to_string(batch.size - 1));
   prepare_output_folder(out_dir, "--out");
-  pp::RunOptions opt;
-  opt.cache = cache;
-  opt.logits = false;
-  const std::string name = "pattern" + std::to_string(layer);
-  opt.interventions = {pp::probe(name)};
-  const pp::Tensor pattern = pp::forward(m, batch, opt).probe(name);  // [B, H, T, T]
-  const int64_t T = batch.seq, first = T - batch.length(row), n = T - first;  // the row's real positions
-  std::vector<std::string> tokens;
-  for (int64_t t = first; t < T; ++t)
-    tokens.push_back(m.tokenizer() ? m.tokenizer()->piece(batch.id(row, t)) : std::to_string(batch.id(row, t)));
   pp::viz::HeatmapOptions o;
   o.limit = 1;
-  o.annotate = n <= 24;
-  for (int h = head < 0 ? 0 : head; h < (head < 0 ? m.config().n_heads : head + 1); ++h) {
-    std::vector<float> values;
-    for (int64_t q = first; q < T; ++q)
-      for (int64_t k = first; k < T; ++k) values.push_back(pattern.at({row, h, q, k}));
+  const int heads = m.config().n_heads;
+  for (int h = head < 0 ? 0 : head; h < (head < 0 ? heads : head + 1); ++h) {
+    const pp::HeadAttention a = pp::head_attention(m, batch, layer, h, row);
+    const int64_t n = a.pattern.size(0);
+    o.annotate = n <= 24;
     const std::string title = "attention of head " + std::to_string(layer) + "." + std::to_string(h);
-    pp::SweepResult s = pp::viz::attention_sweep(pp::Tensor::from_vector({n, n}, values), tokens, title);
     std::vector<int64_t> order(n);
     for (int64_t k = 0; k < n; ++k) order[k] = k;
-    const float* last = values.data() + (n - 1) * n;
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return last[a] > last[b]; });
+    const float* last = a.pattern.data() + (n - 1) * n;
+    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return last[x] > last[y]; });
     std::printf("head %d.%d, from the last position:", layer, h);
     for (int64_t i = 0; i < std::min<int64_t>(3, n); ++i)
-      std::printf("  '%s' (%lld) %.2f", tokens[order[i]].c_str(), static_cast<long long>(order[i]), last[order[i]]);
-    const std::string path = (std::filesystem::path(out_dir) / ("L" + std::to_string(layer) + ".H" + std::to_string(h) + ".svg")).string();
-    pp::viz::write_sweep(s, path, o);
+      std::printf("  '%s' (%lld) %.2f", a.tokens[order[i]].c_str(), static_cast<long long>(order[i]), last[order[i]]);
+    const std::string path =
+        (std::filesystem::path(out_dir) / ("L" + std::to_string(layer) + ".H" + std::to_string(h) + ".svg")).string();
+    pp::viz::write_sweep(pp::viz::attention_sweep(a.pattern, a.tokens, title), path, o);
     std::printf("\n  wrote %s\n", path.c_str());
   }
   return 0;

@@ -2,6 +2,7 @@
 #include <optional>
 
 #include "convert.hpp"
+#include "pathpatch/analysis.hpp"
 #include "result.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/heatmap.hpp"
@@ -342,26 +343,12 @@ void bind_patching(py::module_& m) {
   m.def("attention",
         [](const ModelPtr& model, const py::handle& input, int layer, int head, int row) {
           Batch b = to_batch(*model, input, "input");
-          if (row < 0 || row >= b.size) throw InputError("attention: row " + std::to_string(row) + " is not in the batch");
-          const std::string name = model->graph().activation(model->graph().find_activation("pattern" + std::to_string(layer))).name;
-          RunOptions o;
-          o.logits = false;
-          o.interventions = {probe(name)};
-          Tensor pattern;
+          HeadAttention a;
           {
             py::gil_scoped_release nogil;
-            pattern = forward(*model, b, o).probe(name);  // [B, H, T, T]
+            a = head_attention(*model, b, layer, head, row);
           }
-          if (head < 0 || head >= pattern.size(1))
-            throw InputError("attention: head " + std::to_string(head) + " is not in 0.." + std::to_string(pattern.size(1) - 1));
-          const int64_t T = b.seq, first = T - b.length(row), n = T - first;
-          std::vector<float> values;
-          std::vector<std::string> tokens;
-          for (int64_t q = first; q < T; ++q) {
-            tokens.push_back(model->tokenizer() ? model->tokenizer()->piece(b.id(row, q)) : std::to_string(b.id(row, q)));
-            for (int64_t k = first; k < T; ++k) values.push_back(pattern.at({row, head, q, k}));
-          }
-          return viz::attention_sweep(Tensor::from_vector({n, n}, values), tokens,
+          return viz::attention_sweep(a.pattern, a.tokens,
                                       "attention of head " + std::to_string(layer) + "." + std::to_string(head));
         },
         py::arg("model"), py::arg("input"), py::arg("layer"), py::arg("head"), py::arg("row") = 0,

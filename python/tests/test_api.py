@@ -501,5 +501,5 @@ def test_attention_patterns(ioi):
     assert short.values.shape == (3, 3) and np.allclose(short.values.sum(axis=1), 1, atol=1e-5)
     with pytest.raises(pp.InputError, match="head 4"):
         pp.attention(ioi, text, layer=2, head=4)
-    with pytest.raises(pp.NameError):
+    with pytest.raises(pp.InputError, match="layer 7: the model has layers 0..2"):
         pp.attention(ioi, text, layer=7, head=0)

@@ -105,6 +105,15 @@ expect 1 "head 4: the model has heads 0..3" attention --model "$zoo" --text "$cl
   [ -s "$tmp/att/L2.H0.svg" ] && [ -s "$tmp/att/L2.H3.svg" ] && grep -q "head 2.0, from the last position:  ' John' (10)" "$tmp/out" ||
   { echo "FAIL: attention --layer 2: no pictures, or head 2.0 not looking at the subject" >&2; failures=$((failures + 1)); }
 
+# Zero and mean ablation: zeroing the IO task's two subject-suppressing heads (2.0, 2.1) hands the
+# answer to the subject; a mean over two prompts does far less.
+expect 1 "no activation named 'zz2'" forward --model "$zoo" --text "$clean" --zero zz2
+expect 1 "head 9" forward --model "$zoo" --text "$clean" --zero z2:9
+"$cli" forward --model "$zoo" --text "$clean" --top 1 --zero z2:0,1 2>&1 | grep -q "row 0 next token:  ' John'" &&
+  "$cli" forward --model "$zoo" --text "$clean" --text 'When Alice and Bob went to the park, Bob gave a ball to' --top 1 \
+    --mean z2:0,1 2>&1 | grep -q "row 0 next token:  ' Mary'" ||
+  { echo "FAIL: forward --zero / --mean z2:0,1 did not change what they should" >&2; failures=$((failures + 1)); }
+
 # Per-head heatmaps beside the sum over heads, on a fixed colour scale.
 "$cli" patch --model "$zoo" "${sweep[@]}" --sites z --positions each --heatmap "$tmp/z.svg" --per-head --colour-limit 5 >/dev/null 2>&1 &&
   [ -s "$tmp/z.svg" ] && [ -s "$tmp/z-head0.svg" ] && [ -s "$tmp/z-head3.svg" ] && [ ! -e "$tmp/z-head4.svg" ] &&

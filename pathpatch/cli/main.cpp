@@ -137,18 +137,57 @@ bool dump_is_folder(const std::string& dump) {
   return std::filesystem::path(dump).extension().empty() && !std::filesystem::exists(dump, ec);
 }
 
-int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::string& dump, const std::string& names) {
+// --zero / --mean: "NAME" or "NAME:H,H" (those heads only) -> the activation's full name and heads.
+std::pair<std::string, std::vector<int>> ablation_spec(const pp::Model& m, const std::string& spec, const char* flag) {
+  const size_t colon = spec.find(':');
+  const std::string name = m.graph().activation(m.graph().find_activation(spec.substr(0, colon))).name;
+  std::vector<int> heads;
+  if (colon != std::string::npos) heads = parse_ints(spec.substr(colon + 1), std::string(flag) + " " + spec + " heads");
+  return {name, heads};
+}
+
+// Zero ablation, and mean ablation: each activation set to its mean over the input's rows (the
+// batch is the dataset), at every position.
+std::vector<pp::Intervention> ablations(const pp::Model& m, const pp::Batch& batch, const std::vector<std::string>& zero,
+                                        const std::vector<std::string>& mean) {
+  std::vector<pp::Intervention> out;
+  for (const std::string& z : zero) {
+    auto [name, heads] = ablation_spec(m, z, "--zero");
+    out.push_back(pp::zero(name, {heads, {}}));
+  }
+  if (mean.empty()) return out;
+  pp::RunOptions probes;
+  probes.cache = cache;
+  for (const std::string& s : mean) probes.interventions.push_back(pp::probe(ablation_spec(m, s, "--mean").first));
+  const pp::Result plain = pp::forward(m, batch, probes);
+  for (const std::string& s : mean) {
+    auto [name, heads] = ablation_spec(m, s, "--mean");
+    const pp::Tensor& v = plain.probe(name);  // [B, ...]: the mean over B, a value for any row
+    const int64_t B = v.size(0), each = v.numel() / B;
+    std::vector<float> sum(static_cast<size_t>(each), 0.0f);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < each; ++i) sum[i] += v.data()[b * each + i] / static_cast<float>(B);
+    pp::Shape shape(v.shape().begin() + 1, v.shape().end());
+    out.push_back(pp::set(name, pp::Tensor::from_vector(shape, std::move(sum)), {heads, {}}));
+  }
+  return out;
+}
+
+int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::string& dump, const std::string& names,
+                const std::vector<std::string>& zero, const std::vector<std::string>& mean) {
   pp::Batch batch = prompts.batch(m, "input");
   pp::RunOptions opt;
   opt.cache = cache;
+  opt.interventions = ablations(m, batch, zero, mean);
+  const size_t n_ablations = opt.interventions.size();
   if (!dump.empty())
     for (const auto& a : m.graph().activations())
       if (fnmatch(names.c_str(), a.name.c_str(), 0) == 0) opt.interventions.push_back(pp::probe(a.name));
   // Not a glob of full names: a short form ("z1", "resid_pre0"), or a NameError with close names.
-  if (!dump.empty() && opt.interventions.empty() && fnmatch(names.c_str(), "logits", 0) != 0 &&
+  if (!dump.empty() && opt.interventions.size() == n_ablations && fnmatch(names.c_str(), "logits", 0) != 0 &&
       names.find_first_of("*?[") == std::string::npos)
     opt.interventions.push_back(pp::probe(m.graph().activation(m.graph().find_activation(names)).name));
-  if (!dump.empty() && opt.interventions.empty() && fnmatch(names.c_str(), "logits", 0) != 0)
+  if (!dump.empty() && opt.interventions.size() == n_ablations && fnmatch(names.c_str(), "logits", 0) != 0)
     throw pp::InputError("--names '" + names + "' matches no activation (see `pathpatch info` for the names)");
   pp::Result r = pp::forward(m, batch, opt);
   if (!dump.empty()) {
@@ -345,6 +384,11 @@ int main(int argc, char** argv) {
   fwd->add_option("--dump", dump,
                   "Write logits and activations (F32, TransformerLens names) and the input ids (I32) and mask (U8): "
                   "to a .safetensors file, or to a folder of .npy files (a name ending in / or without extension)");
+  std::vector<std::string> zero_specs, mean_specs;
+  fwd->add_option("--zero", zero_specs, "Zero an activation (z1, or z1:2,3 for those heads); repeat for more");
+  fwd->add_option("--mean", mean_specs,
+                  "Set an activation to its mean over the input's rows (mean ablation: the rows are the dataset); "
+                  "z1 or z1:2,3");
   fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob, or one short name (z1)")
       ->capture_default_str();
 
@@ -470,7 +514,7 @@ int main(int argc, char** argv) {
       print_info(model);
     }
     if (*tokenize) return cmd_tokenize(model, texts);
-    if (*fwd) return cmd_forward(model, input, top, dump, names);
+    if (*fwd) return cmd_forward(model, input, top, dump, names, zero_specs, mean_specs);
     if (*attention)
       return cmd_attention(model, attention_input, attention_layer, attention_head, attention_row, attention_out);
     if (*patch) return cmd_patch(job, log.get(), model, *experiment, sites, layers, positions, noise, outputs);

@@ -114,6 +114,13 @@ expect 1 "head 9" forward --model "$zoo" --text "$clean" --zero z2:9
     --mean z2:0,1 2>&1 | grep -q "row 0 next token:  ' Mary'" ||
   { echo "FAIL: forward --zero / --mean z2:0,1 did not change what they should" >&2; failures=$((failures + 1)); }
 
+# A prompt file's rows differ in length: position ticks come from a row without padding (no '</s>').
+printf '%s\n' '{"ids": [1, 385, 3], "corrupt_ids": [1, 385, 4], "answer_id": 5, "wrong_id": 6}' \
+  '{"ids": [1, 385, 3, 324, 4], "corrupt_ids": [1, 385, 4, 324, 4], "answer_id": 5, "wrong_id": 6}' >"$tmp/rows.jsonl"
+"$cli" patch --model "$zoo" --prompts "$tmp/rows.jsonl" --sites resid_pre --positions each \
+  --heatmap "$tmp/rows.svg" >/dev/null 2>&1 && grep -q " Mary (2)" "$tmp/rows.svg" && ! grep -q "&lt;/s&gt;" "$tmp/rows.svg" ||
+  { echo "FAIL: patch --prompts --positions each: padding among the position ticks" >&2; failures=$((failures + 1)); }
+
 # Per-head heatmaps beside the sum over heads, on a fixed colour scale.
 "$cli" patch --model "$zoo" "${sweep[@]}" --sites z --positions each --heatmap "$tmp/z.svg" --per-head --colour-limit 5 >/dev/null 2>&1 &&
   [ -s "$tmp/z.svg" ] && [ -s "$tmp/z-head0.svg" ] && [ -s "$tmp/z-head3.svg" ] && [ ! -e "$tmp/z-head4.svg" ] &&

@@ -334,9 +334,13 @@ std::string with_suffix(const std::string& path, const std::string& suffix) {
 
 void Outputs::write(const Model& m, const Batch& clean, const SweepResult& sweep, const std::string& suffix,
                     viz::Baseline baseline) const {
+  // Position ticks: the tokens of the first row without padding (rows of a prompt file differ in
+  // length; the longest has a token at every position).
   std::vector<std::string> labels;
+  int64_t row = 0;
+  while (row + 1 < clean.size && clean.length(row) < clean.seq) ++row;
   if (m.tokenizer())
-    for (int64_t t = 0; t < clean.seq; ++t) labels.push_back(m.tokenizer()->piece(clean.id(0, t)));
+    for (int64_t t = 0; t < clean.seq; ++t) labels.push_back(m.tokenizer()->piece(clean.id(row, t)));
   if (!heatmap.empty()) {
     viz::HeatmapOptions o;
     o.baseline = baseline;

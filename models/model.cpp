@@ -46,8 +46,7 @@ Batch Model::encode(const std::vector<std::string>& texts) const {
                          "tokenizer.model or tokenizer.json); pass token ids instead");
   std::vector<std::vector<int32_t>> rows;
   for (const std::string& t : texts) rows.push_back(tokenizer_->encode_prompt(t));
-  const int pad = cfg_.eos_token_id >= 0 ? cfg_.eos_token_id : 0;  // masked out: any valid id will do
-  Batch b = Batch::from_rows(rows, pad);
+  Batch b = Batch::from_rows(rows, pad_id());
   validate(b, "encoded text");
   return b;
 }

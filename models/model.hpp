@@ -56,6 +56,9 @@ class Model final : public Backend {
   // (BOS first where Hugging Face adds it). TokenizerError if the model has no tokenizer.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   Batch encode(const std::vector<std::string>& texts) const;
+  // The id that left-pads rows of a batch: EOS where the model has one, else 0 (masked out, so
+  // any valid id will do).
+  int32_t pad_id() const { return cfg_.eos_token_id >= 0 ? cfg_.eos_token_id : 0; }
   void set_tokenizer(std::shared_ptr<const Tokenizer> t) { tokenizer_ = std::move(t); }
 
   // Backend: one function per step.

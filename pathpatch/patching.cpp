@@ -299,6 +299,23 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
 
 // ---- Path patching -------------------------------------------------------------------------
 
+Receiver::Kind Receiver::kind_named(std::string_view name) {
+  for (Kind k : {Q, K, V, Input})
+    if (name == kind_name(k)) return k;
+  throw InputError("receiver kind '" + std::string(name) + "': expected q, k, v or input");
+}
+
+const char* Receiver::kind_name(Kind k) {
+  switch (k) {
+    case Logits: return "logits";
+    case Q: return "q";
+    case K: return "k";
+    case V: return "v";
+    case Input: return "input";
+  }
+  return "?";
+}
+
 namespace {
 
 // The path from a sender's output up the residual stream: aL aL.head aL.headH, or fL fL.head.

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pathpatch/metrics.hpp"
@@ -124,6 +125,10 @@ struct Receiver {
   int layer = -1;
   int head = -1;
   static Receiver logits() { return {}; }
+  // A head's input named as the CLI and Python name it: "q", "k", "v" or "input"; InputError for
+  // another word (the logits are not a head's input). kind_name also names Logits, "logits".
+  static Kind kind_named(std::string_view name);
+  static const char* kind_name(Kind k);
 };
 
 struct PathPatchingOptions {

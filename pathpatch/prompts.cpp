@@ -124,9 +124,8 @@ PromptSet parse_prompts(std::string_view text, const std::string& where, const M
     set.lines.push_back(number);
   }
   if (clean.empty()) throw FormatError(where + ": no prompts (one JSON object per line)");
-  const int32_t pad = model.config().eos_token_id >= 0 ? model.config().eos_token_id : 0;  // masked out
-  set.clean = Batch::from_rows(clean, pad);
-  set.corrupted = Batch::from_rows(corrupt, pad);
+  set.clean = Batch::from_rows(clean, model.pad_id());
+  set.corrupted = Batch::from_rows(corrupt, model.pad_id());
   model.validate(set.clean, where + " (clean prompts)");
   model.validate(set.corrupted, where + " (corrupted prompts)");
   return set;

@@ -156,12 +156,15 @@ std::vector<pp::Intervention> ablations(const pp::Model& m, const pp::Batch& bat
     out.push_back(pp::zero(name, {heads, {}}));
   }
   if (mean.empty()) return out;
+  std::vector<std::pair<std::string, std::vector<int>>> specs;
   pp::RunOptions probes;
   probes.cache = cache;
-  for (const std::string& s : mean) probes.interventions.push_back(pp::probe(ablation_spec(m, s, "--mean").first));
-  const pp::Result plain = pp::forward(m, batch, probes);
   for (const std::string& s : mean) {
-    auto [name, heads] = ablation_spec(m, s, "--mean");
+    specs.push_back(ablation_spec(m, s, "--mean"));
+    probes.interventions.push_back(pp::probe(specs.back().first));
+  }
+  const pp::Result plain = pp::forward(m, batch, probes);
+  for (const auto& [name, heads] : specs) {
     const pp::Tensor& v = plain.probe(name);  // [B, ...]: the mean over B, a value for any row
     const int64_t B = v.size(0), each = v.numel() / B;
     std::vector<float> sum(static_cast<size_t>(each), 0.0f);
@@ -282,7 +285,7 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   pp::SweepResult sweep;
   if (!senders_spec.empty()) {
     sweep = job.run([&] {
-      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec), parse_receiver_kind(kind),
+      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec), pp::Receiver::kind_named(kind),
                                  x.metric, o);
     });
     sweep.title = "receivers (" + kind + ") of " + senders_spec;

@@ -115,21 +115,13 @@ std::pair<int, int> layer_head(const std::string& s, const std::string& what) {
 
 }  // namespace
 
-Receiver::Kind parse_receiver_kind(const std::string& kind) {
-  if (kind == "q") return Receiver::Q;
-  if (kind == "k") return Receiver::K;
-  if (kind == "v") return Receiver::V;
-  if (kind == "input") return Receiver::Input;
-  throw InputError("receiver kind '" + kind + "': expected q, k, v or input");
-}
-
 Receiver parse_receiver(const std::string& spec) {
   if (spec == "logits") return Receiver::logits();
   auto colon = spec.find(':');
   if (colon == std::string::npos)
     throw InputError("--receiver '" + spec + "': expected logits, q:L.H, k:L.H, v:L.H or input:L.H");
   auto [layer, head] = layer_head(spec.substr(colon + 1), "--receiver");
-  return Receiver{parse_receiver_kind(spec.substr(0, colon)), layer, head};
+  return Receiver{Receiver::kind_named(spec.substr(0, colon)), layer, head};
 }
 
 std::vector<Sender> parse_senders(const std::string& spec) {
@@ -188,7 +180,7 @@ Batch Prompts::batch(const Model& m, const std::string& what) const {
     std::vector<int> v = parse_ints(s, what + " ids");
     rows.emplace_back(v.begin(), v.end());
   }
-  Batch b = Batch::from_rows(rows, m.config().eos_token_id >= 0 ? m.config().eos_token_id : 0);
+  Batch b = Batch::from_rows(rows, m.pad_id());
   m.validate(b, what);
   return b;
 }

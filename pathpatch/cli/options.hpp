@@ -83,7 +83,6 @@ int parse_int(const std::string& s, const std::string& what);  // exactly one
 uint64_t parse_bytes(const std::string& s, const std::string& what);  // 1000, 512K, 64M, 4G (powers of 1024)
 void parse_positions(const std::string& spec, Sites& sites);
 Receiver parse_receiver(const std::string& spec);  // logits | q:L.H | k:L.H | v:L.H | input:L.H
-Receiver::Kind parse_receiver_kind(const std::string& kind);
 std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
 
 const Tokenizer& require_tokenizer(const Model& m);

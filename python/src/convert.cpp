@@ -117,6 +117,19 @@ std::vector<std::string> to_strings(const py::handle& obj, const std::string& wh
   }
 }
 
+py::object rendered(const std::string& bytes, const std::string& format) {
+  if (format == "svg" || format == "dot" || format == "gv") return py::str(bytes);
+  return py::bytes(bytes);
+}
+
+py::object draw(const viz::Digraph& g, const py::object& path, const std::string& format) {
+  if (!path.is_none()) {
+    g.render_file(std::string(py::str(path)));
+    return py::none();
+  }
+  return rendered(format == "dot" ? g.dot() : g.render(format), format);
+}
+
 py::dict stats_dict(const RunStats& s) {
   py::dict d;
   d["node_visits"] = s.node_visits;

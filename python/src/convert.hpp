@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pathpatch/pathpatch.hpp"
+#include "viz/graphviz.hpp"
 
 namespace py = pybind11;
 
@@ -43,6 +44,12 @@ std::vector<int> to_ints(const py::handle& obj, const std::string& what);  // No
 std::vector<std::string> to_strings(const py::handle& obj, const std::string& what);  // None -> empty
 
 py::dict stats_dict(const RunStats& s);
+
+// A picture as Python gets it: text formats (svg, dot, gv) as str, images as bytes.
+py::object rendered(const std::string& bytes, const std::string& format);
+// A Graphviz graph written to `path` (returns None; the format from the extension), or else
+// rendered in `format` ("dot": its source).
+py::object draw(const viz::Digraph& g, const py::object& path, const std::string& format);
 
 // A Python object behind a shared_ptr whose copies need no GIL; the last one takes the GIL to let go.
 std::shared_ptr<py::object> share(py::object o);

@@ -31,18 +31,8 @@ std::vector<std::vector<int32_t>> encode_rows(const Model& m, const std::vector<
   return rows;
 }
 
-std::vector<std::string> texts_of(const py::handle& obj) {
-  if (py::isinstance<py::str>(obj)) return {obj.cast<std::string>()};
-  try {
-    return obj.cast<std::vector<std::string>>();
-  } catch (const py::cast_error&) {
-    throw InputError("expected a string or a list of strings, got " + std::string(py::str(py::type::of(obj))));
-  }
-}
-
 Batch to_batch_padded(const Model& m, const py::handle& texts, const py::object& prepend_bos) {
-  const int pad = m.config().eos_token_id >= 0 ? m.config().eos_token_id : 0;  // masked out: any id will do
-  Batch b = Batch::from_rows(encode_rows(m, texts_of(texts), prepend_bos), pad);
+  Batch b = Batch::from_rows(encode_rows(m, to_strings(texts, "texts"), prepend_bos), m.pad_id());
   m.validate(b, "encoded text");
   return b;
 }
@@ -150,7 +140,7 @@ void bind_model(py::module_& m) {
            "'blocks.1.attn.hook_z'); NameError with the closest names if there is none.")
       .def("to_tokens",
            [](const Model& x, const py::handle& text, const py::object& prepend_bos) {
-             std::vector<std::vector<int32_t>> rows = encode_rows(x, texts_of(text), prepend_bos);
+             std::vector<std::vector<int32_t>> rows = encode_rows(x, to_strings(text, "text"), prepend_bos);
              for (const auto& r : rows)
                if (r.size() != rows[0].size())
                  throw InputError("to_tokens: the texts have different numbers of tokens; model.to_batch(texts) "

@@ -83,14 +83,6 @@ Sender to_sender(const py::handle& obj) {
                    std::string(py::repr(obj)));
 }
 
-Receiver::Kind receiver_kind(const std::string& s) {
-  if (s == "q") return Receiver::Q;
-  if (s == "k") return Receiver::K;
-  if (s == "v") return Receiver::V;
-  if (s == "input" || s == "qkv") return Receiver::Input;
-  throw InputError("receiver kind '" + s + "': expected 'q', 'k', 'v' or 'input' (all three)");
-}
-
 Receiver to_receiver(const py::handle& obj) {
   if (py::isinstance<Receiver>(obj)) return obj.cast<Receiver>();
   if (py::isinstance<py::str>(obj)) {
@@ -98,7 +90,7 @@ Receiver to_receiver(const py::handle& obj) {
     if (s == "logits") return Receiver::logits();
     if (auto n = PathName::parse(s)) {
       if (n->kind == PathName::Head) return Receiver{Receiver::Input, n->layer, n->head};
-      if (n->kind == PathName::HeadInput) return Receiver{receiver_kind(role_name(n->role)), n->layer, n->head};
+      if (n->kind == PathName::HeadInput) return Receiver{Receiver::kind_named(role_name(n->role)), n->layer, n->head};
     }
     throw InputError("receiver '" + s + "': expected 'logits', a head input ('a2.head1.q', '.k', '.v') or a head "
                      "('a2.head1': its q, k and v)");
@@ -106,7 +98,7 @@ Receiver to_receiver(const py::handle& obj) {
   if (py::isinstance<py::tuple>(obj) && py::len(obj) == 3) {
     py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
     if (py::isinstance<py::str>(t[0]) && py::isinstance<py::int_>(t[1]) && py::isinstance<py::int_>(t[2]))
-      return Receiver{receiver_kind(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>()};
+      return Receiver{Receiver::kind_named(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>()};
   }
   throw InputError("receiver: expected 'logits', 'a2.head1.q', ('q', layer, head) or a Receiver, got " +
                    std::string(py::repr(obj)));
@@ -236,14 +228,7 @@ void bind_sweep(py::module_& m) {
              o.output = output;
              o.sender = sender;
              o.position_labels = to_strings(position_labels, "position_labels");
-             viz::Digraph g = viz::circuit_graph(s, threshold, o);
-             if (!path.is_none()) {
-               g.render_file(std::string(py::str(path)));
-               return py::none();
-             }
-             std::string bytes = format == "dot" ? g.dot() : g.render(format);
-             if (format == "svg" || format == "dot") return py::str(bytes);
-             return py::bytes(bytes);
+             return draw(viz::circuit_graph(s, threshold, o), path, format);
            },
            py::arg("threshold"), py::arg("path") = py::none(), py::kw_only(), py::arg("baseline") = "none",
            py::arg("output") = "logits", py::arg("sender") = "", py::arg("position_labels") = py::none(),
@@ -326,15 +311,14 @@ void bind_patching(py::module_& m) {
   py::class_<Receiver>(m, "Receiver", "A path-patching receiver: the logits, or a head's q, k, v or all three ('input').")
       .def(py::init([](const std::string& kind, int layer, int head) {
              if (kind == "logits") return Receiver::logits();
-             return Receiver{receiver_kind(kind), layer, head};
+             return Receiver{Receiver::kind_named(kind), layer, head};
            }),
            py::arg("kind"), py::arg("layer") = -1, py::arg("head") = -1)
       .def_readonly("layer", &Receiver::layer)
       .def_readonly("head", &Receiver::head)
       .def("__repr__", [](const Receiver& r) {
-        static const char* kinds[] = {"logits", "q", "k", "v", "input"};
         if (r.kind == Receiver::Logits) return std::string("Receiver(logits)");
-        return "Receiver(" + std::string(kinds[r.kind]) + ", a" + std::to_string(r.layer) + ".head" +
+        return "Receiver(" + std::string(Receiver::kind_name(r.kind)) + ", a" + std::to_string(r.layer) + ".head" +
                std::to_string(r.head) + ")";
       });
 
@@ -450,7 +434,7 @@ void bind_patching(py::module_& m) {
           std::vector<Sender> s = list_of<Sender>(senders, to_sender);
           PathPatchingOptions o = path_options(common(std::move(cache), progress), mlps_on_path, chunk);
           Metric fit = fitted(metric, c.size);
-          const Receiver::Kind k = receiver_kind(kind);
+          const Receiver::Kind k = Receiver::kind_named(kind);
           SweepResult out;
           {
             py::gil_scoped_release nogil;

@@ -6,17 +6,9 @@ namespace pathpatch::python {
 
 namespace {
 
-// Text formats come back as str, images as bytes.
-py::object rendered(const std::string& bytes, const std::string& format) {
-  if (format == "svg" || format == "dot" || format == "gv") return py::str(bytes);
-  return py::bytes(bytes);
-}
-
 viz::DiagramOptions diagram_options(const PyResult& r, const py::object& input_names, bool collapse, bool show_shapes,
                                     bool show_cache, bool edge_labels, bool left_to_right, bool legend) {
-  std::vector<std::string> names;
-  names = to_strings(input_names, "input_names");
-  viz::DiagramOptions o = viz::DiagramOptions::for_inputs(r.inputs, names);
+  viz::DiagramOptions o = viz::DiagramOptions::for_inputs(r.inputs, to_strings(input_names, "input_names"));
   o.collapse = collapse;
   o.show_shapes = show_shapes;
   o.show_cache = show_cache;

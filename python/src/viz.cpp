@@ -4,21 +4,6 @@
 
 namespace pathpatch::python {
 
-namespace {
-
-py::object output(const viz::Digraph& g, const py::object& path, const std::string& format) {
-  if (!path.is_none()) {
-    g.render_file(std::string(py::str(path)));
-    return py::none();
-  }
-  if (format == "dot") return py::str(g.dot());
-  std::string bytes = g.render(format);
-  if (format == "svg") return py::str(bytes);
-  return py::bytes(bytes);
-}
-
-}  // namespace
-
 void bind_viz(py::module_& m) {
   m.def("model_graph",
         [](const Model& model, const std::string& granularity, const py::object& path, bool left_to_right,
@@ -28,7 +13,7 @@ void bind_viz(py::module_& m) {
           else if (granularity == "qkv") g = viz::Granularity::QKV;
           else if (granularity != "layers")
             throw InputError("granularity '" + granularity + "': expected 'layers', 'heads' or 'qkv'");
-          return output(viz::model_graph(model, g, left_to_right), path, format);
+          return draw(viz::model_graph(model, g, left_to_right), path, format);
         },
         py::arg("model"), py::arg("granularity") = "layers", py::arg("path") = py::none(), py::kw_only(),
         py::arg("left_to_right") = false, py::arg("format") = "svg",
@@ -43,7 +28,7 @@ void bind_viz(py::module_& m) {
           viz::CircuitOptions o;
           o.metric = metric;
           o.left_to_right = left_to_right;
-          return output(viz::circuit_graph(e, threshold, o), path, format);
+          return draw(viz::circuit_graph(e, threshold, o), path, format);
         },
         py::arg("edges"), py::arg("threshold") = 0.0f, py::arg("path") = py::none(), py::kw_only(),
         py::arg("metric") = "", py::arg("left_to_right") = false, py::arg("format") = "svg",

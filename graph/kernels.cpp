@@ -117,4 +117,85 @@ void softmax_row(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+// ---- Backward ---------------------------------------------------------------------------------
+
+namespace {
+
+// dx = inv * (g - mean(g) * centred - xhat * mean(g * xhat)) with g = dy * w, xhat the normalised
+// row: LayerNorm's gradient (centred) and RMSNorm's (not centred, mean 0).
+void norm_backward_row(const float* x, int64_t dim, const float* w, double mean, double inv, bool centred,
+                       const float* dy, float* dx) {
+  double g_sum = 0, gx_sum = 0;
+  for (int64_t i = 0; i < dim; ++i) {
+    const double g = static_cast<double>(dy[i]) * w[i], xhat = (x[i] - mean) * inv;
+    g_sum += g;
+    gx_sum += g * xhat;
+  }
+  const double g_mean = centred ? g_sum / dim : 0.0, gx_mean = gx_sum / dim;
+  for (int64_t i = 0; i < dim; ++i) {
+    const double g = static_cast<double>(dy[i]) * w[i], xhat = (x[i] - mean) * inv;
+    dx[i] = static_cast<float>(inv * (g - g_mean - xhat * gx_mean));
+  }
+}
+
+}  // namespace
+
+void layer_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
+                         float* dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < dim; ++i) mean += xr[i];
+    mean /= static_cast<double>(dim);
+    for (int64_t i = 0; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    var /= static_cast<double>(dim);
+    norm_backward_row(xr, dim, w, mean, 1.0 / std::sqrt(var + eps), true, dy + r * dim, dx + r * dim);
+  }
+}
+
+void rms_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
+                       float* dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    norm_backward_row(xr, dim, w, 0.0, 1.0 / std::sqrt(ss / static_cast<double>(dim) + eps), false, dy + r * dim,
+                      dx + r * dim);
+  }
+}
+
+void gelu_tanh_backward(const float* x, int64_t n, float* d) {
+  constexpr double kC = 0.7978845608028654, kA = 0.044715;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i], t = std::tanh(kC * (v + kA * v * v * v));
+    d[i] = static_cast<float>(d[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * kC * (1 + 3 * kA * v * v)));
+  }
+}
+
+void gelu_erf_backward(const float* x, int64_t n, float* d) {
+  constexpr double kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    d[i] = static_cast<float>(d[i] * (0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v)));
+  }
+}
+
+void silu_backward(const float* x, int64_t n, float* d) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i], s = 1 / (1 + std::exp(-v));
+    d[i] = static_cast<float>(d[i] * s * (1 + v * (1 - s)));
+  }
+}
+
+void softcap_backward(const float* y, int64_t n, float cap, float* d) {
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isfinite(y[i])) d[i] *= 1.0f - (y[i] / cap) * (y[i] / cap);
+}
+
+void softmax_row_backward(const float* p, int64_t n, float* d) {
+  double dot = 0;
+  for (int64_t i = 0; i < n; ++i) dot += static_cast<double>(p[i]) * d[i];
+  for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(p[i] * (d[i] - dot));
+}
+
 }  // namespace pathpatch::kernels

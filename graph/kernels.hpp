@@ -50,6 +50,26 @@ void add(const float* a, const float* b, int64_t n, float* out);
 void add_inplace(float* y, const float* x, int64_t n);
 void add_row_bias(float* y, int64_t rows, int64_t cols, int64_t ldy, const float* bias);
 
+// ---- Backward: each takes its forward's input (or output, where that is cheaper) and the gradient
+// of the output, and writes the gradient of the input. Statistics are recomputed in double, as the
+// forward computes them; nothing is saved between the two. --------------------------------------
+
+// dx for y = layer_norm(x) (w: the scale; the bias has no say in dx).
+void layer_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
+                         float* dx);
+// dx for y = rms_norm(x).
+void rms_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
+                       float* dx);
+// d *= f'(x) for the nonlinearities above, x their input.
+void gelu_tanh_backward(const float* x, int64_t n, float* d);
+void gelu_erf_backward(const float* x, int64_t n, float* d);
+void silu_backward(const float* x, int64_t n, float* d);
+// d *= 1 - (y / cap)^2 for y = softcap(x): the output suffices. Where y is -inf (a masked score),
+// d is left as it is (zero there already: the softmax gave the entry no weight).
+void softcap_backward(const float* y, int64_t n, float cap, float* d);
+// d (the gradient of softmax's output p) becomes the gradient of its input: p * (d - sum(p * d)).
+void softmax_row_backward(const float* p, int64_t n, float* d);
+
 // Softmax of one row in place. Entries equal to -inf get probability 0; a row with no finite
 // entry (a query that may attend to nothing, e.g. a padding position) becomes all zeros.
 void softmax_row(float* x, int64_t n);

@@ -31,7 +31,8 @@ std::vector<double> rope_frequencies(const ModelConfig& c) {
   return inv;
 }
 
-Tensor rope(const Tensor& x, const std::vector<double>& inv_freq, int64_t dims, const Batch& layout, int64_t first) {
+Tensor rope(const Tensor& x, const std::vector<double>& inv_freq, int64_t dims, const Batch& layout, int64_t first,
+            bool inverse) {
   const int64_t B = x.size(0), W = x.size(1), N = x.size(2), E = x.size(3), half = dims / 2, T = layout.seq;
   std::vector<int32_t> pid = layout.position_ids();
   Tensor y = Tensor::uninitialized(x.shape());
@@ -44,7 +45,7 @@ Tensor rope(const Tensor& x, const std::vector<double>& inv_freq, int64_t dims, 
       for (int64_t j = 0; j < half; ++j) {
         double angle = pid[b * T + first + i] * inv_freq[j];  // in double: float32 angles cost ~1e-6
         cs[j] = static_cast<float>(std::cos(angle));
-        sn[j] = static_cast<float>(std::sin(angle));
+        sn[j] = static_cast<float>(inverse ? -std::sin(angle) : std::sin(angle));
       }
       for (int64_t h = 0; h < N; ++h) {
         const float* a = src + (row * N + h) * E;

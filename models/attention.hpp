@@ -16,8 +16,10 @@ namespace pathpatch {
 std::vector<double> rope_frequencies(const ModelConfig& cfg);
 
 // x [B, W, N, E] at positions [first, first + W) of `layout`: the first `dims` of each head rotated
-// in the rotate_half convention (dimension i pairs with i + dims / 2), the rest copied.
-Tensor rope(const Tensor& x, const std::vector<double>& inv_freq, int64_t dims, const Batch& layout, int64_t first);
+// in the rotate_half convention (dimension i pairs with i + dims / 2), the rest copied. `inverse`
+// rotates back by the same angles: the rotation's transpose, so its backward.
+Tensor rope(const Tensor& x, const std::vector<double>& inv_freq, int64_t dims, const Batch& layout, int64_t first,
+            bool inverse = false);
 
 // A projection per head: y [B, W, N, E] where head j of y is `heads(j)`'s block of `lin`'s output on
 // input `source(j)` of `xs` (each [B, W, D]). Runs of consecutive heads reading one source with

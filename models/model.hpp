@@ -13,6 +13,7 @@
 #include "graph/tensor.hpp"
 #include "models/config.hpp"
 #include "models/safetensors.hpp"
+#include "models/tape.hpp"
 #include "models/weights.hpp"
 
 namespace pathpatch {
@@ -69,6 +70,20 @@ class Model final : public Backend {
   Tensor final_norm(const Tensor& x, ComputeContext& ctx) const override;
   Tensor unembed(const Tensor& h) const override;  // logits, soft-capped where the family caps them
 
+  // Backward, one function per step above (models/backward.cpp), for forwards over whole sequences
+  // (every position, one input). Each takes the step's input, what its forward kept on the tape,
+  // and the gradient of the step's output; it returns the gradient of the step's input and hands
+  // the gradients of the step's named activations to `grads` (those it wants). Gradients of
+  // activations only: no weight has one.
+  void keep_for_backward(int layer, Tape& tape) const;  // what layer L's backward reads
+  Tensor attention_z_backward(int layer, const Tensor& x, const Batch& layout, const Tape& tape, const Tensor& dz,
+                              GradientSink& grads) const;  // -> d resid [B,T,D]
+  Tensor attention_out_backward(int layer, const Tensor& z, const Tensor& dout, GradientSink& grads) const;  // -> dz
+  Tensor mlp_backward(int layer, const Tensor& x, const Tape& tape, const Tensor& dout, GradientSink& grads) const;
+  Tensor final_norm_backward(const Tensor& x, const Tensor& dy) const;
+  // dh [.., D] for dlogits [.., V]; `logits` as unembed returned them (their soft-cap's derivative).
+  Tensor unembed_backward(const Tensor& logits, const Tensor& dlogits) const;
+
   // logit(answer) - logit(wrong) for one row of final hidden states [D], without the full logits.
   double logit_difference(const float* hidden, int32_t answer, int32_t wrong) const;
 
@@ -78,6 +93,8 @@ class Model final : public Backend {
  private:
   Tensor norm(const Tensor& x, const NormWeights& w, ComputeContext& ctx) const;
   void activate(Tensor& x) const;  // the MLP's nonlinearity, in place
+  Tensor norm_backward(const Tensor& x, const NormWeights& w, const Tensor& dy) const;
+  void activate_backward(const Tensor& pre, Tensor& d) const;  // d *= act'(pre)
 
   ModelConfig cfg_;
   std::filesystem::path dir_;

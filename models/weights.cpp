@@ -22,6 +22,17 @@ void Linear::apply(const float* x, int64_t ldx, int64_t rows, float* y, int64_t 
   if (bias && b.defined()) kernels::add_row_bias(y, rows, cols, ldy, b.data() + c);
 }
 
+void Linear::apply_transposed(const float* dy, int64_t ldy, int64_t rows, float* dx, int64_t ldx, int64_t col0,
+                              int64_t cols, float beta) const {
+  const int64_t c = col_offset + col0;
+  const int64_t ld = w.size(1);
+  if (!out_in) {
+    kernels::gemm(false, true, rows, in, cols, dy, ldy, w.data() + c, ld, beta, dx, ldx);
+  } else {
+    kernels::gemm(false, false, rows, in, cols, dy, ldy, w.data() + c * ld, ld, beta, dx, ldx);
+  }
+}
+
 // ---- The table ------------------------------------------------------------------------------
 
 bool slot_used(const ModelConfig& c, WeightSlot s) {

@@ -26,6 +26,9 @@ struct Linear {
   // y[:, 0:cols] = x[:, 0:nin] W[in0:in0+nin, col0:col0+cols] (+ bias). Strides in floats.
   void apply(const float* x, int64_t ldx, int64_t rows, float* y, int64_t ldy, int64_t col0, int64_t cols,
              bool bias = true, int64_t in0 = 0, int64_t nin = -1) const;
+  // The backward of apply: dx[:, 0:in] = dy[:, 0:cols] W[:, col0:col0+cols]^T + beta * dx.
+  void apply_transposed(const float* dy, int64_t ldy, int64_t rows, float* dx, int64_t ldx, int64_t col0,
+                        int64_t cols, float beta = 0.0f) const;
 };
 
 struct NormWeights {

@@ -220,4 +220,80 @@ float metric_mean(const std::vector<float>& rows) {
 
 float Scorer::mean(const Tensor& hidden, int64_t first) const { return metric_mean(per_example(hidden, first)); }
 
+void check_differentiable(const Metric& metric) {
+  if (metric.kind == MetricKind::Custom)
+    throw InputError("metric '" + metric.name() + "' is a function pathpatch cannot differentiate: gradients and "
+                     "attribution need a built-in metric (logit difference, probability, log-probability, KL, "
+                     "cross-entropy)");
+}
+
+Tensor Scorer::gradient(const Tensor& hidden) const {
+  check_differentiable(metric_);
+  const int64_t B = hidden.size(0), T = hidden.size(1), D = hidden.size(2), V = model_.config().vocab_size;
+  const int64_t P = static_cast<int64_t>(positions_.size());
+  // d mean / d row value: the batch mean, the mean over positions, and the normalisation.
+  double s = 1.0 / static_cast<double>(B * P);
+  if (metric_.kind == MetricKind::NormalizedLogitDiff) s /= (clean_ - corrupted_);
+  Tensor d = Tensor::full({B, T, D}, 0.0f);
+  const Tensor& W = model_.unembedding();  // [V, D]
+  const float cap = model_.config().logit_softcap;
+  if (metric_.kind == MetricKind::LogitDiff || metric_.kind == MetricKind::NormalizedLogitDiff) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int p : positions_) {
+        const float* h = hidden.data() + (b * T + p) * D;
+        const float* wa = W.data() + int64_t(metric_.answer[b]) * D;
+        const float* ww = W.data() + int64_t(metric_.wrong[b]) * D;
+        double ga = s, gw = -s;  // d value / d logit, before the soft-cap
+        if (cap > 0) {
+          double la = 0, lw = 0;
+          for (int64_t i = 0; i < D; ++i) {
+            la += static_cast<double>(h[i]) * wa[i];
+            lw += static_cast<double>(h[i]) * ww[i];
+          }
+          ga *= 1 - std::pow(std::tanh(la / cap), 2);
+          gw *= 1 - std::pow(std::tanh(lw / cap), 2);
+        }
+        float* o = d.data_mut() + (b * T + p) * D;
+        for (int64_t i = 0; i < D; ++i) o[i] += static_cast<float>(ga * wa[i] + gw * ww[i]);
+      }
+    return d;
+  }
+  // The others through the full logits: d value / d logits, then back through the unembedding.
+  Tensor logits = logits_at(model_, hidden, positions_);  // [B, P, V]
+  Tensor dlogits = Tensor::uninitialized(logits.shape());
+  std::vector<float> lp(V);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < P; ++i) {
+      const int64_t r = b * P + i;
+      log_softmax(logits.data() + r * V, V, lp.data());
+      float* g = dlogits.data_mut() + r * V;
+      for (int64_t v = 0; v < V; ++v) g[v] = std::exp(lp[v]);  // p
+      switch (metric_.kind) {
+        case MetricKind::Prob: {  // d p_a = p_a (1[a] - p)
+          const float pa = g[metric_.answer[b]];
+          for (int64_t v = 0; v < V; ++v) g[v] *= -pa;
+          g[metric_.answer[b]] += pa;
+          break;
+        }
+        case MetricKind::LogProb:  // 1[a] - p
+          for (int64_t v = 0; v < V; ++v) g[v] = -g[v];
+          g[metric_.answer[b]] += 1;
+          break;
+        case MetricKind::CrossEntropy: g[targets_[r]] -= 1; break;  // p - 1[target]
+        case MetricKind::KL: {  // p - clean p
+          const float* c = clean_logprobs_.data() + r * V;
+          for (int64_t v = 0; v < V; ++v) g[v] -= std::exp(c[v]);
+          break;
+        }
+        default: break;
+      }
+      for (int64_t v = 0; v < V; ++v) g[v] = static_cast<float>(g[v] * s);
+    }
+  Tensor dh = model_.unembed_backward(logits, dlogits);  // [B, P, D]
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < P; ++i)
+      kernels::add_inplace(d.data_mut() + (b * T + positions_[i]) * D, dh.data() + (b * P + i) * D, D);
+  return d;
+}
+
 }  // namespace pathpatch

@@ -47,6 +47,9 @@ struct Metric {
   std::string name() const;  // "logit difference", ... for titles and legends
 };
 
+// InputError for a metric without a derivative (a custom one): before gradient work starts.
+void check_differentiable(const Metric& metric);
+
 // A batch's value of a metric: the mean of its rows' values (in float, in row order: a sweep read
 // back from its unit log recomputes the very same bits).
 float metric_mean(const std::vector<float>& rows);
@@ -66,6 +69,9 @@ class Scorer {
   // include the scored ones (first_position() .. last_position()).
   std::vector<float> per_example(const Tensor& hidden, int64_t first = 0) const;
   float mean(const Tensor& hidden, int64_t first = 0) const;
+  // The gradient of mean(hidden) with respect to hidden [B, T, D] (every position; zero where the
+  // metric scores none). InputError for a custom metric: its function has no derivative here.
+  Tensor gradient(const Tensor& hidden) const;
   int64_t first_position() const;
   int64_t last_position() const;
   float clean_value() const { return clean_; }          // batch means

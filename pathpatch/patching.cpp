@@ -7,8 +7,12 @@
 
 #include "graph/error.hpp"
 #include "pathpatch/detail/session.hpp"
+#include "pathpatch/detail/sites.hpp"
 
 namespace pathpatch {
+
+using detail::check_site;
+using detail::numbers;
 
 namespace {
 
@@ -17,43 +21,6 @@ namespace {
 struct ReleaseIdleBuffers {
   ~ReleaseIdleBuffers() { release_idle_buffers(); }
 };
-
-const char* const kLayerSites[] = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"};
-const char* const kHeadSites[] = {"z", "q", "k", "v", "pattern", "result"};
-
-bool is_head_site(const std::string& name) {
-  for (const char* s : kHeadSites)
-    if (name == s) return true;
-  return false;
-}
-
-void check_site(const Model& m, const std::string& name) {
-  std::vector<std::string> valid;
-  for (const char* s : kLayerSites) valid.push_back(s);
-  for (const char* s : kHeadSites) valid.push_back(s);
-  if (std::find(valid.begin(), valid.end(), name) == valid.end())
-    throw NameError("no site named '" + name + "'" + did_you_mean(name, valid));
-  if (name == "mlp_out" && !m.graph().has_mlp()) throw NameError("site 'mlp_out': this model has no MLPs");
-}
-
-std::vector<std::string> numbers(int64_t n) {
-  std::vector<std::string> out;
-  for (int64_t i = 0; i < n; ++i) out.push_back(std::to_string(i));
-  return out;
-}
-
-std::vector<int> all_layers(const Model& m, const std::vector<int>& layers) {
-  if (layers.empty()) {
-    std::vector<int> out;
-    for (int L = 0; L < m.config().n_layers; ++L) out.push_back(L);
-    return out;
-  }
-  for (int L : layers)
-    if (L < 0 || L >= m.config().n_layers)
-      throw InputError("layer " + std::to_string(L) + " does not exist (the model has " +
-                       std::to_string(m.config().n_layers) + ")");
-  return layers;
-}
 
 // The final hidden states a sweep needs: the scored positions, through the shared cache.
 ExperimentOptions window(const Scorer& scorer, const std::shared_ptr<Cache>& cache, const Progress& progress,
@@ -73,12 +40,7 @@ void warn(const std::vector<Batch>& inputs, const std::vector<Experiment>& exper
   if (experiments.empty())
     res.warnings.push_back("no cell of '" + res.title + "' has an experiment (no sender comes before the receivers, "
                            "as in layer 0, or no receiver after the senders; every value is NaN)");
-  if (inputs[0].ids == inputs[1].ids && inputs[0].mask == inputs[1].mask)
-    res.warnings.push_back("the clean and corrupted inputs are identical: no patch can change anything");
-  if (const int64_t wrong = scorer.wrong_on_clean())
-    res.warnings.push_back("on " + std::to_string(wrong) + " of " + std::to_string(inputs[0].size) +
-                           " rows the clean run prefers the wrong token (negative logit difference): there the "
-                           "patches move away from a wrong answer");
+  detail::reference_warnings(inputs[0], inputs[1], scorer, res.warnings);
 }
 
 // Runs a sweep's experiments and writes each one's score into its cell of res.values (the batch's
@@ -207,71 +169,15 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
   Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
   const bool denoise = options.direction == Direction::Denoise;
   const std::vector<Batch> inputs = denoise ? std::vector<Batch>{corrupted, clean} : std::vector<Batch>{clean, corrupted};
-  const int64_t T = clean.seq;
-
-  // Position groups: each is patched in one run.
-  std::vector<std::vector<int>> groups;
-  bool pos_axis = false;
-  auto check_pos = [&](int p) {
-    if (p < -T || p >= T) throw InputError("site position " + std::to_string(p) + " is outside the " + std::to_string(T) + " positions");
-    return p < 0 ? static_cast<int>(p + T) : p;
-  };
-  switch (sites.positions) {
-    case SitePositions::All: groups.push_back({}); break;
-    case SitePositions::Last: groups.push_back({static_cast<int>(T - 1)}); break;
-    case SitePositions::Each:
-      for (int p = 0; p < T; ++p) groups.push_back({p});
-      pos_axis = true;
-      break;
-    case SitePositions::LastK:
-      if (sites.k < 1 || sites.k > T) throw InputError("lastk: k = " + std::to_string(sites.k) + " is not in 1.." + std::to_string(T));
-      for (int p = static_cast<int>(T) - sites.k; p < T; ++p) groups.push_back({p});
-      pos_axis = true;
-      break;
-    case SitePositions::Custom:
-      for (int p : sites.custom) groups.push_back({check_pos(p)});
-      pos_axis = true;
-      break;
-    case SitePositions::CustomConstant: {
-      std::vector<int> g;
-      for (int p : sites.custom) g.push_back(check_pos(p));
-      groups.push_back(g);
-      break;
-    }
-  }
-  if (groups.empty()) throw InputError("sites: no positions to patch");
-  const std::vector<int> layers = all_layers(model, sites.layers);
+  const detail::SiteLayout layout = detail::site_layout(model, sites, clean.seq);
+  const std::vector<int>& layers = layout.layers;
+  const std::vector<std::vector<int>>& groups = layout.groups;
 
   std::map<std::string, SweepResult> out;
   for (const std::string& name : sites.names) {
-    const bool per_head = is_head_site(name);
-    const Graph& graph = model.graph();
-    const bool kv = per_head && graph.activation(graph.find_activation(name + std::to_string(layers[0]))).kv_heads;
-    const int heads = per_head ? (kv ? graph.n_kv_heads() : graph.n_heads()) : 1;
-    SweepResult res;
-    res.title = name;
-    res.metric = metric.name();
-    res.clean = scorer.clean_value();
-    res.corrupted = scorer.corrupted_value();
-    res.clean_rows = scorer.clean_rows();
-    res.corrupted_rows = scorer.corrupted_rows();
-    Shape shape{static_cast<int64_t>(layers.size())};
-    res.axes.push_back("layer");
-    std::vector<std::string> layer_labels;
-    for (int L : layers) layer_labels.push_back(std::to_string(L));
-    res.labels.push_back(layer_labels);
-    if (pos_axis) {
-      shape.push_back(static_cast<int64_t>(groups.size()));
-      res.axes.push_back("position");
-      std::vector<std::string> pl;
-      for (const auto& g : groups) pl.push_back(std::to_string(g[0]));
-      res.labels.push_back(pl);
-    }
-    if (per_head) {
-      shape.push_back(heads);
-      res.axes.push_back("head");
-      res.labels.push_back(numbers(heads));
-    }
+    const bool per_head = detail::is_head_site(name);
+    const int heads = detail::site_heads(model, name, layout);
+    SweepResult res = detail::site_result(name, layout, heads, scorer);
     // Experiments patching the same positions go together: their later layers change the same
     // positions and stack into one GEMM per step.
     std::vector<Experiment> experiments;
@@ -286,9 +192,8 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
           Experiment x;
           x.interventions.push_back(replace(expand_activation_name(name + std::to_string(layers[li])), 1, sel));
           experiments.push_back(std::move(x));
-          cells.push_back((static_cast<int64_t>(li) * (pos_axis ? G : 1) + (pos_axis ? gi : 0)) * heads + h);
+          cells.push_back(detail::site_cell(layout, heads, li, gi, h));
         }
-    res.values = Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
     ExperimentOptions eo = window(scorer, cache, options.progress, &res.stats);
     eo.chunk = layers.size() * heads;  // a unit: every layer and head at one position group
     score(model, inputs, experiments, cells, scorer, eo, options.shard, options.log, name, res);

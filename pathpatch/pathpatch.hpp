@@ -33,6 +33,8 @@
 //   activation_patching(...)                nnpatch's sites over layers, positions, heads (patching.hpp)
 //   path_patch / sweep_senders / sweep_receivers   Wang et al.'s sender -> receiver path patching
 //   Scorer, Metric                          logit difference, probability, KL, ... (metrics.hpp)
+//   gradients(...)                          d metric / d any named activation (attribution.hpp)
+//   attribution_patching(...)               AtP: activation_patching to first order, one backward
 //   viz::render_provenance, viz::write_sweep, viz::circuit_graph   pictures (viz/diagrams.hpp,
 //                                           viz/heatmap.hpp: include them where you draw)
 // Errors are typed (graph/error.hpp): every pathpatch::Error says what was wrong and where.
@@ -44,6 +46,7 @@
 #include "models/config.hpp"
 #include "models/model.hpp"
 #include "models/tokenizer.hpp"
+#include "pathpatch/attribution.hpp"
 #include "pathpatch/metrics.hpp"
 #include "pathpatch/patching.hpp"
 #include "pathpatch/rules.hpp"

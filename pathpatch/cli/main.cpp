@@ -240,8 +240,35 @@ int cmd_attention(const pp::Model& m, const Prompts& prompts, int layer, int hea
   return 0;
 }
 
-int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x, const std::string& sites_spec,
-              const std::string& layers, const std::string& positions, bool noise, const Outputs& outputs) {
+// Activation patching's sweeps (exact or AtP), one per site: printed, written, their warnings kept.
+// `tag` names the files of a second set of sweeps ("exact" beside AtP's).
+void report_sites(const pp::Model& m, const Experiment& x, const std::map<std::string, pp::SweepResult>& results,
+                  bool noise, const Outputs& outputs, const std::string& tag, std::vector<std::string>& warnings) {
+  // What a patch moves away from: the patched run's own input (normalised scores start at 0).
+  const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
+  const pp::viz::Baseline base = normalised ? pp::viz::Baseline::None
+                                 : noise    ? pp::viz::Baseline::Clean
+                                            : pp::viz::Baseline::Corrupted;
+  for (const auto& [name, sweep] : results) {
+    print_sweep(sweep, normalised ? 0.0f : noise ? sweep.clean : sweep.corrupted);
+    std::string suffix = results.size() > 1 ? name : "";
+    if (!tag.empty()) suffix += (suffix.empty() ? "" : "-") + tag;
+    outputs.write(m, x.clean, sweep, suffix, base);
+    for (const std::string& w : sweep.warnings)
+      if (std::find(warnings.begin(), warnings.end(), w) == warnings.end()) warnings.push_back(w);
+  }
+}
+
+pp::Sites parse_sites(const std::string& sites_spec, const std::string& layers, const std::string& positions) {
+  pp::Sites sites;
+  sites.names = split_list(sites_spec);
+  sites.layers = parse_ints(layers, "--layers");
+  parse_positions(positions, sites);
+  return sites;
+}
+
+int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x, const pp::Sites& sites, bool noise,
+              const Outputs& outputs) {
   pp::PatchingOptions o;
   o.cache = cache;
   o.direction = noise ? pp::Direction::Noise : pp::Direction::Denoise;
@@ -249,24 +276,45 @@ int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   o.log = log;
   ProgressBar bar("patching");
   if (job.root()) o.progress = bar.callback();
-  auto results = job.run([&] {
-    pp::Sites sites;
-    sites.names = split_list(sites_spec);
-    sites.layers = parse_ints(layers, "--layers");
-    parse_positions(positions, sites);
-    return pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o);
-  });
+  auto results = job.run([&] { return pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o); });
   if (!job.root()) return 0;
-  // What a patch moves away from: the patched run's own input (normalised scores start at 0).
-  const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
-  const pp::viz::Baseline base = normalised ? pp::viz::Baseline::None
-                                 : noise    ? pp::viz::Baseline::Clean
-                                            : pp::viz::Baseline::Corrupted;
   std::vector<std::string> warnings = x.warnings;
-  for (auto& [name, sweep] : results) {
-    print_sweep(sweep, normalised ? 0.0f : noise ? sweep.clean : sweep.corrupted);
-    outputs.write(m, x.clean, sweep, results.size() > 1 ? name : "", base);
-    warnings.insert(warnings.end(), sweep.warnings.begin(), sweep.warnings.end());
+  report_sites(m, x, results, noise, outputs, "", warnings);
+  print_warnings(warnings);
+  return 0;
+}
+
+// AtP beside exact patching: how far the estimate is from the truth, and where they disagree.
+void compare_with_exact(const pp::SweepResult& atp, const pp::SweepResult& exact, float base) {
+  const int64_t n = atp.values.numel();
+  double sa = 0, sx = 0, saa = 0, sxx = 0, sax = 0, worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double a = atp.values.data()[i] - base, e = exact.values.data()[i] - base;
+    sa += a, sx += e, saa += a * a, sxx += e * e, sax += a * e;
+    worst = std::max(worst, std::fabs(a - e));
+  }
+  const double cov = sax - sa * sx / n, va = saa - sa * sa / n, vx = sxx - sx * sx / n;
+  const double r = va > 0 && vx > 0 ? cov / std::sqrt(va * vx) : std::nan("");
+  std::printf("%s against exact patching: correlation of the changes %.3f over %lld cells, largest |AtP - exact| %.4f\n",
+              exact.title.c_str(), r, static_cast<long long>(n), worst);
+}
+
+int cmd_attribute(const pp::Model& m, const Experiment& x, const pp::Sites& sites, bool noise, bool exact,
+                  const Outputs& outputs) {
+  pp::PatchingOptions o;
+  o.cache = cache;
+  o.direction = noise ? pp::Direction::Noise : pp::Direction::Denoise;
+  const auto atp = pp::attribution_patching(m, x.clean, x.corrupted, sites, x.metric, o);
+  std::vector<std::string> warnings = x.warnings;
+  report_sites(m, x, atp, noise, outputs, "", warnings);
+  if (exact) {
+    ProgressBar bar("exact patching");
+    o.progress = bar.callback();
+    const auto truth = pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o);
+    report_sites(m, x, truth, noise, outputs, "exact", warnings);
+    const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
+    for (const auto& [name, sweep] : truth)
+      compare_with_exact(atp.at(name), sweep, normalised ? 0.0f : noise ? sweep.clean : sweep.corrupted);
   }
   print_warnings(warnings);
   return 0;
@@ -352,6 +400,7 @@ int main(int argc, char** argv) {
       "      --corrupt 'When Mary and John went to the store, Anna gave a drink to' --answer ' Mary' --wrong ' John'\n"
       "      --sites z --heatmap z.svg\n"
       "  pathpatch paths --model models/zoo/ioi-llama --clean ... --corrupt ... --answer ' Mary' --wrong ' John' --heatmap s.svg\n"
+      "  pathpatch attribute --model models/zoo/ioi-llama --prompts models/zoo/ioi-llama/eval.jsonl --sites z --exact\n"
       "  pathpatch trace --model models/zoo/ioi-llama --clean ... --corrupt ... --rule 'ln_final a1 a1.head a1.head3=1' "
       "--render paths.svg\n"
       "  pathpatch attention --model models/zoo/ioi-llama --text 'When Mary and John went to the store, John gave a "
@@ -427,6 +476,18 @@ int main(int argc, char** argv) {
       "Keep finished units of the sweep in this folder; run again with it to go on where a stopped run ended";
   patch->add_option("--resume", resume, resume_help);
 
+  bool exact = false;
+  auto* attribute = app.add_subcommand(
+      "attribute", "Attribution patching (AtP): patch's sweep to first order, from one backward; heatmaps, CSV, JSON");
+  add_model(attribute);
+  spec.add_options(attribute);
+  attribute->add_option("--sites", sites, "As for patch")->capture_default_str();
+  attribute->add_option("--layers", layers, "Comma-separated layers (default: all)");
+  attribute->add_option("--positions", positions, "As for patch")->capture_default_str();
+  attribute->add_flag("--noise", noise, "Run the clean input and patch in corrupted values (default: the reverse)");
+  attribute->add_flag("--exact", exact, "Also run exact activation patching, and print how far AtP is from it");
+  outputs.add_options(attribute);
+
   std::vector<std::string> receivers;
   std::string senders, receiver_kind = "input";
   bool mlps_on_path = false, include_mlps = false;
@@ -470,6 +531,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kUsage;
   }
   const bool sharded = *patch || *paths;
+  const bool experiment_needed = sharded || *attribute;
   if (!sharded && !job.root()) return 0;  // the other commands run on rank 0 alone
   // An error this process meets alone ends the whole job (the others may be waiting for it); one
   // every process met (a RankError) is reported once, by rank 0.
@@ -490,14 +552,14 @@ int main(int argc, char** argv) {
     std::optional<pp::Model> loaded;
     std::optional<Experiment> experiment;
     auto setup = [&] {
-      if (sharded) outputs.check();  // before the work, not after it
+      if (experiment_needed) outputs.check();  // before the work, not after it
       if (sharded && !resume.empty()) {
         log = std::make_unique<pp::UnitLogFile>(resume, fingerprint(args, model_dir), job.shard());
         if (job.root() && log->resumed())
           std::cerr << "pathpatch: resuming: " << log->resumed() << " finished units read from " << resume << "\n";
       }
       loaded.emplace(pp::load_model(model_dir));
-      if (sharded) experiment.emplace(spec.build(*loaded));
+      if (experiment_needed) experiment.emplace(spec.build(*loaded));
     };
     if (sharded) {
       // Every process of a job meets the same bad input alike: rank 0 reports it once.
@@ -520,7 +582,9 @@ int main(int argc, char** argv) {
     if (*fwd) return cmd_forward(model, input, top, dump, names, zero_specs, mean_specs);
     if (*attention)
       return cmd_attention(model, attention_input, attention_layer, attention_head, attention_row, attention_out);
-    if (*patch) return cmd_patch(job, log.get(), model, *experiment, sites, layers, positions, noise, outputs);
+    if (*patch) return cmd_patch(job, log.get(), model, *experiment, parse_sites(sites, layers, positions), noise, outputs);
+    if (*attribute)
+      return cmd_attribute(model, *experiment, parse_sites(sites, layers, positions), noise, exact, outputs);
     if (*paths)
       return cmd_paths(job, log.get(), model, *experiment, receivers, senders, receiver_kind, mlps_on_path,
                        include_mlps, outputs);

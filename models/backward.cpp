@@ -48,7 +48,7 @@ void Model::keep_for_backward(int L, Tape& tape) const {
 // dP = dz v^T, ds = softmax'(dP) * cap' * scale: dq = ds k, dk += ds^T q, dv += p^T dz (a key/value
 // head sums over the query heads of its group). Masked entries have p = 0, hence ds = 0.
 Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, const Tape& tape, const Tensor& dz,
-                                   GradientSink& grads) const {
+                                   GradientSink& grads, HeadInputGrads* per_head) const {
   const LayerWeights& lw = w_.layers[L];
   const LayerActs& la = acts_.layers[L];
   const bool rotary = cfg_.rotary_dims > 0;
@@ -65,6 +65,10 @@ Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, 
   const bool keep_dpattern = grads.wants(la.pattern), keep_dscores = grads.wants(la.scores);
   Tensor dpattern_all = keep_dpattern ? Tensor::uninitialized(pattern.shape()) : Tensor();
   Tensor dscores_all = keep_dscores ? Tensor::uninitialized(pattern.shape()) : Tensor();
+  // Per query head k and v gradients (GQA: before the group's sum), when asked for.
+  const bool ungroup = per_head && groups > 1;
+  Tensor dk_h = ungroup ? Tensor::uninitialized({B, T, H, E}) : Tensor();
+  Tensor dv_h = ungroup ? Tensor::uninitialized({B, T, H, E}) : Tensor();
   std::vector<float> ds(T * T);
   kernels::SingleThreadedBlas one_thread(T * T * E < (1 << 22));
   for (int64_t b = 0; b < B; ++b)
@@ -78,12 +82,16 @@ Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, 
       kernels::gemm(false, true, T, T, E, dz_h, H * E, v_g, G * E, 0.0f, ds.data(), T);  // dP
       if (keep_dpattern) std::memcpy(dpattern_all.data_mut() + (b * H + h) * T * T, ds.data(), T * T * sizeof(float));
       kernels::gemm(true, false, T, E, T, p, T, dz_h, H * E, 1.0f, dv.data_mut() + b * T * G * E + kv * E, G * E);
+      if (ungroup)
+        kernels::gemm(true, false, T, E, T, p, T, dz_h, H * E, 0.0f, dv_h.data_mut() + b * T * H * E + h * E, H * E);
       for (int64_t i = 0; i < T; ++i) kernels::softmax_row_backward(p + i * T, T, ds.data() + i * T);
       if (keep_dscores) std::memcpy(dscores_all.data_mut() + (b * H + h) * T * T, ds.data(), T * T * sizeof(float));
       if (capped) kernels::softcap_backward(tape[la.scores].data() + (b * H + h) * T * T, T * T, cfg_.attn_softcap, ds.data());
       kernels::scale(ds.data(), T * T, cfg_.attn_scale);
       kernels::gemm(false, false, T, E, T, ds.data(), T, k_g, G * E, 0.0f, dq.data_mut() + b * T * H * E + h * E, H * E);
       kernels::gemm(true, false, T, E, T, ds.data(), T, q_h, H * E, 1.0f, dk.data_mut() + b * T * G * E + kv * E, G * E);
+      if (ungroup)
+        kernels::gemm(true, false, T, E, T, ds.data(), T, q_h, H * E, 0.0f, dk_h.data_mut() + b * T * H * E + h * E, H * E);
     }
   grads.put(la.pattern, dpattern_all);
   grads.put(la.scores, dscores_all);
@@ -96,12 +104,26 @@ Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, 
   }
   grads.put(la.q, dq);
   grads.put(la.k, dk);
+  if (per_head) {
+    if (ungroup && rotary) dk_h = rope(dk_h, rope_freq_, cfg_.rotary_dims, layout, 0, /*inverse=*/true);
+    *per_head = HeadInputGrads{dq, ungroup ? dk_h : dk, ungroup ? dv_h : dv};
+  }
 
   Tensor dxn = Tensor::uninitialized({B, T, D});
   lw.q.apply_transposed(dq.data(), H * E, N, dxn.data_mut(), D, 0, H * E);
   lw.k.apply_transposed(dk.data(), G * E, N, dxn.data_mut(), D, 0, G * E, 1.0f);
   lw.v.apply_transposed(dv.data(), G * E, N, dxn.data_mut(), D, 0, G * E, 1.0f);
   grads.put(la.ln1, dxn);
+  return norm_backward(x, lw.attn_norm, dxn);
+}
+
+Tensor Model::head_input_backward(int L, const Tensor& x, int role, int head, const Tensor& d) const {
+  const LayerWeights& lw = w_.layers[L];
+  const int64_t B = x.size(0), T = x.size(1), N = B * T, D = cfg_.d_model, H = cfg_.n_heads, E = cfg_.d_head;
+  const Linear& w = role == 0 ? lw.q : role == 1 ? lw.k : lw.v;
+  const int64_t block = role == 0 ? head : head / (H / cfg_.n_kv_heads);  // the weights the head reads
+  Tensor dxn = Tensor::uninitialized({B, T, D});
+  w.apply_transposed(d.data() + head * E, H * E, N, dxn.data_mut(), D, block * E, E);
   return norm_backward(x, lw.attn_norm, dxn);
 }
 

@@ -33,6 +33,12 @@ struct ModelActs {
   std::vector<LayerActs> layers;
 };
 
+// Each query head's own gradients of its q, k and v before RoPE, [B,T,H,E] each: for GQA, k and v
+// as if each query head had its own copy (not summed over its group). Edge attribution reads them.
+struct HeadInputGrads {
+  Tensor q, k, v;
+};
+
 // The graph of named nodes and TransformerLens activations for a config (models/activations.cpp).
 Graph build_graph(const ModelConfig& cfg, ModelActs* acts);
 
@@ -77,7 +83,10 @@ class Model final : public Backend {
   // activations only: no weight has one.
   void keep_for_backward(int layer, Tape& tape) const;  // what layer L's backward reads
   Tensor attention_z_backward(int layer, const Tensor& x, const Batch& layout, const Tape& tape, const Tensor& dz,
-                              GradientSink& grads) const;  // -> d resid [B,T,D]
+                              GradientSink& grads, HeadInputGrads* per_head = nullptr) const;  // -> d resid [B,T,D]
+  // The gradient at one head's q, k or v input: the residual x [B,T,D] that enters the layer, as
+  // seen by that input alone (role 0, 1, 2), from that input's gradient d [B,T,H,E] (per_head's).
+  Tensor head_input_backward(int layer, const Tensor& x, int role, int head, const Tensor& d) const;
   Tensor attention_out_backward(int layer, const Tensor& z, const Tensor& dout, GradientSink& grads) const;  // -> dz
   Tensor mlp_backward(int layer, const Tensor& x, const Tape& tape, const Tensor& dout, GradientSink& grads) const;
   Tensor final_norm_backward(const Tensor& x, const Tensor& dy) const;

@@ -35,6 +35,7 @@
 //   Scorer, Metric                          logit difference, probability, KL, ... (metrics.hpp)
 //   gradients(...)                          d metric / d any named activation (attribution.hpp)
 //   attribution_patching(...)               AtP: activation_patching to first order, one backward
+//   edge_attribution, faithfulness          EAP / EAP-IG edge scores, circuits checked exactly (circuits.hpp)
 //   viz::render_provenance, viz::write_sweep, viz::circuit_graph   pictures (viz/diagrams.hpp,
 //                                           viz/heatmap.hpp: include them where you draw)
 // Errors are typed (graph/error.hpp): every pathpatch::Error says what was wrong and where.
@@ -47,6 +48,7 @@
 #include "models/model.hpp"
 #include "models/tokenizer.hpp"
 #include "pathpatch/attribution.hpp"
+#include "pathpatch/circuits.hpp"
 #include "pathpatch/metrics.hpp"
 #include "pathpatch/patching.hpp"
 #include "pathpatch/rules.hpp"

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <map>
+#include <numeric>
 #include <set>
 #include <unordered_map>
 
@@ -384,6 +385,8 @@ struct CompiledRules::Impl {
     int u = 0;
   };
   SubPlan plan(NodeId sub, int u) const;
+  // Fills delta, out and start from a DFA over the classes, merging equivalent states.
+  void minimise(const std::vector<std::vector<int>>& dfa_delta, const std::vector<int>& dfa_out, int first);
   // The lambda form: whether a nano-style walk must split here to see the same states.
   bool residual_splits(NodeId residual, int s) const;
 };
@@ -508,8 +511,31 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
     dfa_out.push_back(best < 0 ? rules.default_input() : rules.rules()[best].input);
   }
 
-  // Moore minimisation: states are equivalent when every continuation reads the same input.
-  const int n = static_cast<int>(dfa_sets.size());
+  m.minimise(dfa_delta, dfa_out, 0);
+}
+
+CompiledRules::CompiledRules(const Model& model, int64_t seq, const Automaton& a)
+    : impl_(std::make_unique<Impl>(model.graph(), seq)) {
+  Impl& m = *impl_;
+  const std::vector<PathEntry>& alphabet = m.alphabet.entries();
+  for (size_t i = 0; i < alphabet.size(); ++i) m.by_text[alphabet[i].text] = static_cast<int>(i);
+  m.classes = static_cast<int>(alphabet.size());
+  m.klass.resize(alphabet.size());
+  std::iota(m.klass.begin(), m.klass.end(), 0);
+  const int n = static_cast<int>(a.delta.size());
+  PP_CHECK(n > 0 && static_cast<int>(a.out.size()) == n && a.start >= 0 && a.start < n, "an automaton without states");
+  for (const auto& row : a.delta) {
+    PP_CHECK(static_cast<int>(row.size()) == m.classes, "an automaton row per symbol of the alphabet");
+    for (int t : row) PP_CHECK(t >= 0 && t < n, "an automaton transition to no state");
+  }
+  m.minimise(a.delta, a.out, a.start);
+}
+
+// Moore minimisation: states are equivalent when every continuation reads the same input.
+void CompiledRules::Impl::minimise(const std::vector<std::vector<int>>& dfa_delta, const std::vector<int>& dfa_out,
+                                   int first) {
+  Impl& m = *this;
+  const int n = static_cast<int>(dfa_delta.size());
   std::vector<int> block(n);
   {
     std::map<int, int> by_out;
@@ -534,13 +560,14 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
     for (int c = 0; c < m.classes; ++c) m.delta[block[d]][c] = block[dfa_delta[d][c]];
     m.out[block[d]] = dfa_out[d];
   }
-  m.start = block[0];
+  m.start = block[first];
 }
 
 CompiledRules::~CompiledRules() = default;
 CompiledRules::CompiledRules(CompiledRules&&) noexcept = default;
 
 int CompiledRules::start() const { return impl_->start; }
+const PathAlphabet& CompiledRules::alphabet() const { return impl_->alphabet; }
 int CompiledRules::step(int state, std::string_view name) const {
   auto it = impl_->by_text.find(std::string(name));
   return it == impl_->by_text.end() ? -1 : impl_->step(state, it->second);
@@ -656,6 +683,17 @@ ExprId CompiledRules::trace(Tracer& tracer, uint64_t* visits) const {
   ExprId root = rt.value(impl_->graph->output(), impl_->start);
   if (visits) *visits = rt.visits();
   return root;
+}
+
+Result run(const Model& model, const std::vector<Batch>& inputs, const CompiledRules& rules, const RunOptions& options) {
+  check_inputs(model, inputs);
+  PP_CHECK(rules.alphabet().seq() == inputs[0].seq, "an automaton compiled for another sequence length");
+  for (size_t s = 0; s < rules.states(); ++s)
+    if (rules.outcome(static_cast<int>(s)) >= static_cast<int>(inputs.size()))
+      throw RuleError("the automaton reads input " + std::to_string(rules.outcome(static_cast<int>(s))) + " of " +
+                      std::to_string(inputs.size()));
+  return detail::run_traced(model, inputs, options,
+                            [&](Tracer& tracer, uint64_t& visits) { return rules.trace(tracer, &visits); });
 }
 
 Result run(const Model& model, const std::vector<Batch>& inputs, const PathRules& rules, const RunOptions& options) {

@@ -97,15 +97,27 @@ class PathRules {
   int default_ = 0;
 };
 
+// A deterministic automaton over a model's path names, given directly: delta[state][symbol], the
+// symbols being PathAlphabet(graph, seq)'s entries in order, and out[state] the input a path
+// ending there reads. For experiments whose rules are too many to compile as patterns (a circuit:
+// one rule per edge outside it; pathpatch/circuits.hpp builds its automaton from the graph).
+struct Automaton {
+  std::vector<std::vector<int>> delta;
+  std::vector<int> out;
+  int start = 0;
+};
+
 // Rules compiled against one model and sequence length: a minimised DFA over its path names.
 class CompiledRules {
  public:
   // RuleError for a name that matches no path name of the model.
   CompiledRules(const Model& model, int64_t seq, const PathRules& rules);
+  CompiledRules(const Model& model, int64_t seq, const Automaton& automaton);  // minimised here
   ~CompiledRules();
   CompiledRules(CompiledRules&&) noexcept;
 
   int start() const;
+  const PathAlphabet& alphabet() const;
   int step(int state, std::string_view name) const;  // -1 for a name the model's paths never hold
   int outcome(int state) const;  // the input a path reads when its name list leads here
   size_t states() const;
@@ -126,6 +138,8 @@ class CompiledRules {
 
 // Runs the experiment the rules describe; trace cost is bounded by nodes x automaton states.
 Result run(const Model& model, const std::vector<Batch>& inputs, const PathRules& rules,
+           const RunOptions& options = {});
+Result run(const Model& model, const std::vector<Batch>& inputs, const CompiledRules& rules,
            const RunOptions& options = {});
 
 }  // namespace pathpatch

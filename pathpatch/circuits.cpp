@@ -1,0 +1,496 @@
+#include "pathpatch/circuits.hpp"
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <queue>
+
+#include "graph/error.hpp"
+#include "graph/kernels.hpp"
+#include "pathpatch/detail/backprop.hpp"
+
+namespace pathpatch {
+
+// ---- The graph ---------------------------------------------------------------------------------
+
+EdgeGraph EdgeGraph::of(const Model& model) {
+  const ModelConfig& c = model.config();
+  EdgeGraph g;
+  g.n_layers_ = c.n_layers;
+  g.n_heads_ = c.n_heads;
+  g.d_model_ = c.d_model;
+  g.mlps_ = !c.attn_only;
+  g.parallel_ = c.parallel_residual && g.mlps_;
+  const int H = g.n_heads_;
+  g.sources_.push_back("input");
+  for (int L = 0; L < g.n_layers_; ++L) {
+    for (int h = 0; h < H; ++h) g.sources_.push_back("a" + std::to_string(L) + ".h" + std::to_string(h));
+    if (g.mlps_) g.sources_.push_back("m" + std::to_string(L));
+  }
+  for (int L = 0; L < g.n_layers_; ++L) {
+    const int before = 1 + L * g.stride();  // input and every earlier layer
+    for (const char* r : {"q", "k", "v"})
+      for (int h = 0; h < H; ++h) {
+        g.destinations_.push_back(g.sources_[g.head_index(L, h)] + "<" + r + ">");
+        g.dest_prev_.push_back(before);
+        g.dest_owner_.push_back(g.head_index(L, h));
+      }
+    if (g.mlps_) {
+      g.destinations_.push_back("m" + std::to_string(L));
+      g.dest_prev_.push_back(g.parallel_ ? before : before + H);
+      g.dest_owner_.push_back(g.mlp_index(L));
+    }
+  }
+  g.destinations_.push_back("logits");
+  g.dest_prev_.push_back(g.n_sources());
+  g.dest_owner_.push_back(-1);
+  g.scores_ = Tensor::full({g.n_sources(), g.n_destinations()}, 0.0f);
+  g.in_circuit_.assign(static_cast<size_t>(g.n_sources()) * g.n_destinations(), 0);
+  g.node_in_circuit_.assign(g.n_sources(), 0);
+  return g;
+}
+
+std::string EdgeGraph::edge_name(int s, int d) const { return source(s) + "->" + destination(d); }
+
+std::pair<int, int> EdgeGraph::find_edge(const std::string& name) const {
+  const size_t arrow = name.find("->");
+  if (arrow != std::string::npos) {
+    const auto s = std::find(sources_.begin(), sources_.end(), name.substr(0, arrow));
+    const auto d = std::find(destinations_.begin(), destinations_.end(), name.substr(arrow + 2));
+    if (s != sources_.end() && d != destinations_.end() && is_edge(int(s - sources_.begin()), int(d - destinations_.begin())))
+      return {int(s - sources_.begin()), int(d - destinations_.begin())};
+  }
+  throw NameError("no edge named '" + name + "' in this model's graph (edges are SOURCE->DESTINATION: " +
+                  edge_name(0, 0) + ", " + edge_name(head_index(0, 0), logits_index()) + ", ...)");
+}
+
+int64_t EdgeGraph::n_edges() const {
+  int64_t n = 0;
+  for (int d = 0; d < n_destinations(); ++d) n += first_after(d);
+  return n;
+}
+
+void EdgeGraph::set_in_circuit(int s, int d, bool on) {
+  if (!is_edge(s, d)) throw InputError("'" + source(s) + "' does not feed '" + destination(d) + "': no such edge");
+  in_circuit_[s * n_destinations() + d] = on;
+}
+
+int64_t EdgeGraph::circuit_edges() const { return std::count(in_circuit_.begin(), in_circuit_.end(), 1); }
+int64_t EdgeGraph::circuit_nodes() const { return std::count(node_in_circuit_.begin(), node_in_circuit_.end(), 1); }
+
+std::vector<std::pair<int, int>> EdgeGraph::edges_by_score(bool absolute) const {
+  std::vector<std::pair<int, int>> edges;
+  for (int d = 0; d < n_destinations(); ++d)
+    for (int s = 0; s < first_after(d); ++s) edges.emplace_back(s, d);
+  auto key = [&](const std::pair<int, int>& e) {
+    const float v = score(e.first, e.second);
+    return absolute ? std::fabs(v) : v;
+  };
+  std::stable_sort(edges.begin(), edges.end(), [&](const auto& a, const auto& b) { return key(a) > key(b); });
+  return edges;
+}
+
+void EdgeGraph::update_nodes_from_edges() {
+  // A node is in the circuit when an edge of the circuit leaves it and one enters it (the input
+  // needs none entering).
+  std::vector<uint8_t> out(n_sources(), 0), in(n_sources(), 0);
+  in[input_index()] = 1;
+  for (int s = 0; s < n_sources(); ++s)
+    for (int d = 0; d < n_destinations(); ++d)
+      if (in_circuit(s, d)) {
+        out[s] = 1;
+        if (owner(d) >= 0) in[owner(d)] = 1;
+      }
+  for (int s = 0; s < n_sources(); ++s) node_in_circuit_[s] = out[s] && in[s];
+}
+
+void EdgeGraph::prune() {
+  for (bool changed = true; changed;) {
+    update_nodes_from_edges();
+    changed = false;
+    for (int s = 0; s < n_sources(); ++s)
+      for (int d = 0; d < n_destinations(); ++d) {
+        uint8_t& e = in_circuit_[s * n_destinations() + d];
+        const bool keep = node_in_circuit(s) && (owner(d) < 0 || node_in_circuit(owner(d)));
+        if (e && !keep) e = 0, changed = true;
+      }
+  }
+}
+
+void EdgeGraph::select_all() {
+  for (int d = 0; d < n_destinations(); ++d)
+    for (int s = 0; s < first_after(d); ++s) in_circuit_[s * n_destinations() + d] = 1;
+  prune();
+}
+
+void EdgeGraph::select_top(int64_t n, bool absolute) {
+  if (n < 0 || n > n_edges())
+    throw InputError("top " + std::to_string(n) + " edges: the graph has " + std::to_string(n_edges()));
+  std::fill(in_circuit_.begin(), in_circuit_.end(), 0);
+  const auto edges = edges_by_score(absolute);
+  for (int64_t i = 0; i < n; ++i) in_circuit_[edges[i].first * n_destinations() + edges[i].second] = 1;
+  prune();
+}
+
+void EdgeGraph::select_threshold(float threshold, bool absolute) {
+  std::fill(in_circuit_.begin(), in_circuit_.end(), 0);
+  for (int d = 0; d < n_destinations(); ++d)
+    for (int s = 0; s < first_after(d); ++s) {
+      const float v = absolute ? std::fabs(score(s, d)) : score(s, d);
+      in_circuit_[s * n_destinations() + d] = v >= threshold;
+    }
+  prune();
+}
+
+void EdgeGraph::select_greedy(int64_t n, bool absolute) {
+  if (n < 0 || n > n_edges())
+    throw InputError("greedy " + std::to_string(n) + " edges: the graph has " + std::to_string(n_edges()));
+  std::fill(in_circuit_.begin(), in_circuit_.end(), 0);
+  auto key = [&](int s, int d) { return absolute ? std::fabs(score(s, d)) : score(s, d); };
+  using Entry = std::pair<float, std::pair<int, int>>;
+  std::priority_queue<Entry> frontier;  // edges into nodes already in the circuit
+  auto open = [&](int node) {           // node -1: the logits
+    for (int d = 0; d < n_destinations(); ++d)
+      if (owner(d) == node)
+        for (int s = 0; s < first_after(d); ++s) frontier.push({key(s, d), {s, d}});
+  };
+  std::vector<uint8_t> reached(n_sources(), 0);
+  open(-1);
+  for (int64_t i = 0; i < n && !frontier.empty(); ++i) {
+    const auto [s, d] = frontier.top().second;
+    frontier.pop();
+    in_circuit_[s * n_destinations() + d] = 1;
+    if (!reached[s]) {
+      reached[s] = 1;
+      open(s);
+    }
+  }
+  prune();
+}
+
+// ---- EAP-IG's JSON -----------------------------------------------------------------------------
+
+std::string EdgeGraph::to_json() const {
+  nlohmann::ordered_json j;
+  j["cfg"] = {{"n_layers", n_layers_}, {"n_heads", n_heads_}, {"parallel_attn_mlp", parallel_}, {"d_model", d_model_}};
+  nlohmann::ordered_json nodes = nlohmann::ordered_json::object();
+  for (int s = 0; s < n_sources(); ++s) nodes[source(s)] = {{"in_graph", node_in_circuit(s)}};
+  nodes["logits"] = {{"in_graph", true}};
+  j["nodes"] = nodes;
+  nlohmann::ordered_json edges = nlohmann::ordered_json::object();
+  for (int d = 0; d < n_destinations(); ++d)
+    for (int s = 0; s < first_after(d); ++s)
+      edges[edge_name(s, d)] = {{"score", score(s, d)}, {"in_graph", in_circuit(s, d)}};
+  j["edges"] = edges;
+  return j.dump();
+}
+
+EdgeGraph EdgeGraph::from_json(const Model& model, const std::string& text, const std::string& where) {
+  EdgeGraph g = of(model);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(where + ": not JSON (" + e.what() + ")");
+  }
+  if (!j.is_object() || !j.contains("cfg") || !j.contains("edges") || !j["edges"].is_object())
+    throw FormatError(where + ": not an EAP-IG graph (expected an object with \"cfg\" and \"edges\")");
+  const nlohmann::json& cfg = j["cfg"];
+  auto differs = [&](const char* key, const nlohmann::json& value, bool required) {
+    if (!cfg.contains(key) ? required : cfg[key] != value)
+      throw InputError(where + ": cfg." + key + " is " + (cfg.contains(key) ? cfg[key].dump() : std::string("missing")) +
+                       ", the model's is " + value.dump());
+  };
+  differs("n_layers", g.n_layers_, true);
+  differs("n_heads", g.n_heads_, true);
+  differs("parallel_attn_mlp", g.parallel_, false);
+  differs("d_model", g.d_model_, false);
+  for (const auto& [name, edge] : j["edges"].items()) {
+    std::pair<int, int> e;
+    try {
+      e = g.find_edge(name);
+    } catch (const NameError& err) {
+      throw FormatError(where + ": " + err.what());
+    }
+    if (!edge.is_object() || !edge.contains("score") || !edge["score"].is_number())
+      throw FormatError(where + ": edge '" + name + "' has no numeric \"score\"");
+    g.set_score(e.first, e.second, edge["score"].get<float>());
+    if (edge.contains("in_graph")) {
+      if (!edge["in_graph"].is_boolean()) throw FormatError(where + ": edge '" + name + "': \"in_graph\" is not true or false");
+      g.in_circuit_[e.first * g.n_destinations() + e.second] = edge["in_graph"].get<bool>();
+    }
+  }
+  g.update_nodes_from_edges();
+  return g;
+}
+
+// ---- Scores from gradients ----------------------------------------------------------------------
+
+const char* edge_method_name(EdgeMethod m) { return m == EdgeMethod::Eap ? "EAP" : "EAP-IG"; }
+
+namespace {
+
+// Each source's activation as rows of one matrix [sources, B*T*D]: the input's embeddings, each
+// head's result, each MLP's output.
+Tensor source_matrix(const Model& m, const EdgeGraph& g, const Tape& tape, int64_t B, int64_t T) {
+  const int64_t D = m.config().d_model, H = m.config().n_heads, ND = B * T * D;
+  Tensor out = Tensor::uninitialized({g.n_sources(), ND});
+  std::copy_n(tape[m.acts().embed].data(), ND, out.data_mut());
+  for (int L = 0; L < g.n_layers(); ++L) {
+    const Tensor& result = tape[m.acts().layers[L].result];  // [B,T,H,D]
+    for (int h = 0; h < H; ++h) {
+      float* row = out.data_mut() + int64_t(g.head_index(L, h)) * ND;
+      for (int64_t n = 0; n < B * T; ++n) std::copy_n(result.data() + (n * H + h) * D, D, row + n * D);
+    }
+    if (g.has_mlps()) std::copy_n(tape[m.acts().layers[L].mlp_out].data(), ND, out.data_mut() + int64_t(g.mlp_index(L)) * ND);
+  }
+  return out;
+}
+
+void keep_sources(const Model& m, Tape& tape) {
+  tape.keep(m.acts().embed);
+  for (const LayerActs& la : m.acts().layers) {
+    tape.keep(la.result);
+    tape.keep(la.mlp_out);
+  }
+}
+
+}  // namespace
+
+EdgeGraph edge_attribution(const Model& model, const Batch& clean, const Batch& corrupted, const Metric& metric,
+                           const EdgeAttributionOptions& options) {
+  check_inputs(model, {clean, corrupted});
+  check_differentiable(metric);
+  if (options.steps < 1) throw InputError("EAP-IG needs at least one step, not " + std::to_string(options.steps));
+  const bool ig = options.method == EdgeMethod::EapIgInputs;
+  const int steps = ig ? options.steps : 1;
+  EdgeGraph g = EdgeGraph::of(model);
+  const int64_t B = clean.size, T = clean.seq, ND = B * T * model.config().d_model;
+  const size_t n_acts = model.graph().activations().size();
+  auto backward_tape = [&] {
+    Tape t(n_acts);
+    for (int L = 0; L < model.config().n_layers; ++L) model.keep_for_backward(L, t);
+    keep_sources(model, t);
+    return t;
+  };
+  // The plain runs: the sources' difference, and the metric's references. The run the first
+  // gradient is taken on (clean for EAP, corrupted for EAP-IG's k = 0) keeps its backward's state.
+  Tape clean_tape = ig ? Tape(n_acts) : backward_tape();
+  if (ig) keep_sources(model, clean_tape);
+  Tape corrupted_tape = ig ? backward_tape() : Tape(n_acts);
+  if (!ig) keep_sources(model, corrupted_tape);
+  const detail::Pass clean_pass = detail::forward_pass(model, clean, Tensor(), clean_tape, 0);
+  const detail::Pass corrupted_pass = detail::forward_pass(model, corrupted, Tensor(), corrupted_tape, 0);
+  Tensor delta = source_matrix(model, g, corrupted_tape, B, T);
+  {
+    const Tensor c = source_matrix(model, g, clean_tape, B, T);
+    for (int64_t i = 0; i < delta.numel(); ++i) delta.data_mut()[i] -= c.data()[i];
+  }
+  const Scorer scorer(model, metric, clean, clean_pass.hidden, corrupted_pass.hidden);
+
+  // scores[:, d0 .. d0 + k) += delta[:prev] . grads^T, grads [k, B*T*D].
+  float* scores = g.scores_mut();
+  auto accumulate = [&](int d0, int k, int prev, const float* grads) {
+    kernels::gemm(false, true, prev, k, ND, delta.data(), ND, grads, ND, 1.0f, scores + d0, g.n_destinations());
+  };
+  detail::BackwardHooks hooks;
+  hooks.logits_input = [&](const Tensor& d) { accumulate(g.logits_index(), 1, g.n_sources(), d.data()); };
+  hooks.mlp_input = [&](int L, const Tensor& d) {
+    accumulate(g.mlp_input_index(L), 1, g.first_after(g.mlp_input_index(L)), d.data());
+  };
+  Tensor per_head = Tensor::uninitialized({3 * int64_t(g.n_heads()), ND});
+  hooks.head_inputs = [&](int L, const Tensor& x, const HeadInputGrads& d) {
+    const Tensor* by_role[3] = {&d.q, &d.k, &d.v};
+    for (int r = 0; r < 3; ++r)
+      for (int h = 0; h < g.n_heads(); ++h) {
+        const Tensor dx = model.head_input_backward(L, x, r, h, *by_role[r]);
+        std::copy_n(dx.data(), ND, per_head.data_mut() + (int64_t(r) * g.n_heads() + h) * ND);
+      }
+    const int d0 = g.head_input_index(L, 0, 0);
+    accumulate(d0, 3 * g.n_heads(), g.first_after(d0), per_head.data());
+  };
+
+  for (int k = 0; k < steps; ++k) {
+    const detail::Pass* pass = ig ? &corrupted_pass : &clean_pass;
+    const Tape* tape = ig ? &corrupted_tape : &clean_tape;
+    detail::Pass step_pass;
+    Tape step_tape(n_acts);
+    if (k > 0) {  // the embeddings k/m of the way from corrupted to clean
+      Tensor resid0 = corrupted_pass.resid_pre[0].clone();
+      const float alpha = static_cast<float>(k) / steps;
+      const float* c = clean_pass.resid_pre[0].data();
+      float* r = resid0.data_mut();
+      for (int64_t i = 0; i < resid0.numel(); ++i) r[i] += alpha * (c[i] - r[i]);
+      for (int L = 0; L < model.config().n_layers; ++L) model.keep_for_backward(L, step_tape);
+      step_pass = detail::forward_pass(model, corrupted, resid0, step_tape, 0);
+      pass = &step_pass;
+      tape = &step_tape;
+    }
+    GradientSink nothing(n_acts);
+    detail::backward_pass(model, clean, *pass, *tape, scorer.gradient(pass->hidden), nothing, 0, &hooks);
+    if (options.progress) options.progress(k + 1, steps);
+  }
+  kernels::scale(scores, g.scores().numel(), 1.0f / static_cast<float>(B * steps));
+  return g;
+}
+
+// ---- Circuits on the engine ---------------------------------------------------------------------
+
+Pattern edge_pattern(const EdgeGraph& g, int s, int d) {
+  if (!g.is_edge(s, d)) throw InputError("'" + g.source(s) + "' does not feed '" + g.destination(d) + "': no such edge");
+  std::vector<Pattern> words;
+  auto component = [&](int node) {  // the words a path says passing into a source's output
+    const int per_layer = g.n_heads() + (g.has_mlps() ? 1 : 0), L = (node - 1) / per_layer, i = (node - 1) % per_layer;
+    const Block b = i < g.n_heads() ? Block::Attn : Block::Mlp;
+    words.push_back(Pattern::name(PathName::residual(b, L)));
+    words.push_back(Pattern::name(PathName::sublayer(b, L)));
+    if (b == Block::Attn) words.push_back(Pattern::name(PathName::head_of(L, i)));
+    return std::pair<int, int>{L, i};
+  };
+  if (d == g.logits_index()) {
+    words.push_back(Pattern::name(PathName::ln_final()));
+  } else {
+    const auto [L, i] = component(g.owner(d));
+    if (i < g.n_heads()) {
+      const int role = (d - g.head_input_index(L, 0, 0)) / g.n_heads();
+      words.push_back(Pattern::name(PathName::head_input(L, i, static_cast<Role>(role))));
+    }
+  }
+  if (s == g.input_index()) {
+    words.push_back(Pattern::name(PathName::emb()));
+  } else {
+    component(s);
+  }
+  return Pattern::sequence(std::move(words));
+}
+
+CompiledRules circuit_rules(const Model& model, int64_t seq, const EdgeGraph& g) {
+  // A path's words name the components it passes, output first: "ln_final", then for each
+  // component its words (graph/path.hpp), then "emb". The automaton's state is the input the path
+  // is in (a destination), or how far it has read a component's words; a word that names a source
+  // whose edge into that input is outside the circuit sends it to `dead` (reads input 1). States
+  // are made as they are reached, so a small circuit makes a small automaton.
+  const PathAlphabet alphabet(model.graph(), seq);
+  const std::vector<PathEntry>& words = alphabet.entries();
+  const int n_words = static_cast<int>(words.size());
+  enum Kind { Dead, End, Start, Into, AttnResidual, AttnSublayer, MlpResidual, HeadOut };
+  std::map<std::array<int, 3>, int> index;
+  std::vector<std::array<int, 3>> keys;
+  Automaton a;
+  auto state = [&](Kind k, int x = 0, int y = 0) {
+    const auto [it, inserted] = index.emplace(std::array<int, 3>{k, x, y}, static_cast<int>(keys.size()));
+    if (inserted) {
+      keys.push_back(it->first);
+      a.out.push_back(k == Dead ? 1 : 0);
+    }
+    return it->second;
+  };
+  const int dead = state(Dead);
+  a.start = state(Start);
+  for (size_t q = 0; q < keys.size(); ++q) {  // keys grows as states are reached
+    const auto [k, x, y] = keys[q];
+    std::vector<int> row(n_words, dead);
+    for (int i = 0; i < n_words; ++i) {
+      const PathName& w = words[i].name;
+      switch (k) {
+        case Start:  // the output
+          if (w.kind == PathName::Final) row[i] = state(Into, g.logits_index());
+          break;
+        case Into:  // x: the destination whose input the path is in
+          if (w.kind == PathName::Emb) row[i] = g.in_circuit(g.input_index(), x) ? state(End) : dead;
+          if (w.kind == PathName::Residual) row[i] = state(w.block == Block::Attn ? AttnResidual : MlpResidual, x, w.layer);
+          break;
+        case AttnResidual:  // "aL" read; y = L
+          if (w.kind == PathName::Sublayer && w.block == Block::Attn && w.layer == y) row[i] = state(AttnSublayer, x, y);
+          break;
+        case AttnSublayer:  // "aL aL.head" read: the head decides the edge
+          if (w.kind == PathName::Head && w.layer == y)
+            row[i] = g.in_circuit(g.head_index(y, w.head), x) ? state(HeadOut, y, w.head) : dead;
+          break;
+        case HeadOut:  // into head (x, y): which of its inputs the path goes on in
+          if (w.kind == PathName::HeadInput && w.layer == x && w.head == y)
+            row[i] = state(Into, g.head_input_index(x, y, static_cast<int>(w.role)));
+          break;
+        case MlpResidual:  // "fL" read
+          if (w.kind == PathName::Sublayer && w.block == Block::Mlp && w.layer == y)
+            row[i] = g.in_circuit(g.mlp_index(y), x) ? state(Into, g.mlp_input_index(y)) : dead;
+          break;
+        default:  // dead stays dead; after "emb" there is nothing
+          break;
+      }
+    }
+    a.delta.push_back(std::move(row));
+  }
+  return CompiledRules(model, seq, a);
+}
+
+namespace {
+
+Tensor hidden_of(const Model& m, const Batch& b, const std::shared_ptr<Cache>& cache) {
+  RunOptions o;
+  o.cache = cache;
+  o.logits = false;
+  return forward(m, b, o).hidden;
+}
+
+void check_graph(const Model& m, const EdgeGraph& g) {
+  if (g.n_layers() != m.config().n_layers || g.n_heads() != m.config().n_heads)
+    throw InputError("the edge graph has " + std::to_string(g.n_layers()) + " layers of " + std::to_string(g.n_heads()) +
+                     " heads, the model " + std::to_string(m.config().n_layers) + " of " +
+                     std::to_string(m.config().n_heads));
+}
+
+}  // namespace
+
+Faithfulness faithfulness(const Model& model, const Batch& clean, const Batch& corrupted, const EdgeGraph& circuit,
+                          const Metric& metric, std::shared_ptr<Cache> cache) {
+  check_inputs(model, {clean, corrupted});
+  check_graph(model, circuit);
+  if (!cache) cache = std::make_shared<Cache>();
+  const Scorer scorer(model, metric, clean, hidden_of(model, clean, cache), hidden_of(model, corrupted, cache));
+  RunOptions o;
+  o.cache = cache;
+  o.logits = false;
+  const Result r = run(model, {clean, corrupted}, circuit_rules(model, clean.seq, circuit), o);
+  Faithfulness f;
+  f.circuit_rows = scorer.per_example(r.hidden);
+  f.circuit = metric_mean(f.circuit_rows);
+  f.clean = scorer.clean_value();
+  f.corrupted = scorer.corrupted_value();
+  if (std::fabs(f.clean - f.corrupted) < 1e-6f)
+    throw InputError("faithfulness: the clean and corrupted runs score the same (" + std::to_string(f.clean) +
+                     "), so there is nothing to recover");
+  f.faithfulness = (f.circuit - f.corrupted) / (f.clean - f.corrupted);
+  f.edges = circuit.circuit_edges();
+  f.nodes = circuit.circuit_nodes();
+  return f;
+}
+
+std::vector<float> exact_edge_scores(const Model& model, const Batch& clean, const Batch& corrupted,
+                                     const EdgeGraph& graph, const std::vector<std::pair<int, int>>& edges,
+                                     const Metric& metric, const PatchingOptions& options) {
+  check_inputs(model, {clean, corrupted});
+  check_graph(model, graph);
+  auto cache = options.cache ? options.cache : std::make_shared<Cache>();
+  const Scorer scorer(model, metric, clean, hidden_of(model, clean, cache), hidden_of(model, corrupted, cache));
+  std::vector<Experiment> experiments;
+  for (const auto& [s, d] : edges) {
+    Experiment x;
+    x.rules.add(edge_pattern(graph, s, d), 1);
+    experiments.push_back(std::move(x));
+  }
+  ExperimentOptions eo;
+  eo.cache = cache;
+  eo.progress = options.progress;
+  eo.first = scorer.first_position();
+  eo.last = scorer.last_position();
+  const std::vector<Tensor> hidden = run_experiments(model, {clean, corrupted}, experiments, eo);
+  std::vector<float> out;
+  for (const Tensor& h : hidden) out.push_back(scorer.mean(h, scorer.first_position()) - scorer.clean_value());
+  return out;
+}
+
+}  // namespace pathpatch

@@ -77,4 +77,16 @@ uint64_t Batch::key() const {
 
 bool Batch::same_layout(const Batch& o) const { return size == o.size && seq == o.seq && mask == o.mask; }
 
+Batch Batch::rows(int64_t first, int64_t count) const {
+  if (first < 0 || count < 1 || first + count > size)
+    throw InputError("rows " + std::to_string(first) + ".." + std::to_string(first + count - 1) + " of a batch of " +
+                     std::to_string(size));
+  Batch out;
+  out.size = count;
+  out.seq = seq;
+  out.ids.assign(ids.begin() + first * seq, ids.begin() + (first + count) * seq);
+  out.mask.assign(mask.begin() + first * seq, mask.begin() + (first + count) * seq);
+  return out;
+}
+
 }  // namespace pathpatch

@@ -19,6 +19,9 @@ struct Batch {
   int32_t id(int64_t b, int64_t t) const { return ids[b * seq + t]; }
   bool real(int64_t b, int64_t t) const { return mask[b * seq + t] != 0; }
   int64_t length(int64_t b) const;  // real tokens in row b
+  // Rows [first, first + count) as a batch of their own (the same positions; padding kept).
+  // InputError for rows the batch does not have.
+  Batch rows(int64_t first, int64_t count) const;
 
   // Position ids as Hugging Face computes them from the mask: cumsum(mask) - 1, and 1 at padding.
   std::vector<int32_t> position_ids() const;

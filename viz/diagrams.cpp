@@ -13,6 +13,7 @@
 
 #include "graph/error.hpp"
 #include "models/model.hpp"
+#include "pathpatch/circuits.hpp"
 #include "pathpatch/patching.hpp"
 #include "pathpatch/run.hpp"
 #include "viz/heatmap.hpp"
@@ -833,6 +834,47 @@ Digraph circuit_graph(const std::vector<WeightedEdge>& edges, float threshold, c
 
 std::string circuit_dot(const std::vector<WeightedEdge>& edges, float threshold, const CircuitOptions& o) {
   return circuit_graph(edges, threshold, o).dot();
+}
+
+Digraph circuit_graph(const EdgeGraph& eg, const std::string& scored_by, const CircuitOptions& o) {
+  Digraph g("circuit");
+  base_style(g, o.left_to_right);
+  float max_abs = 0;
+  for (int s = 0; s < eg.n_sources(); ++s)
+    for (int d = 0; d < eg.n_destinations(); ++d)
+      if (eg.in_circuit(s, d)) max_abs = std::max(max_abs, std::fabs(eg.score(s, d)));
+  RankGroups ranks;
+  auto node = [&](int source) {  // -1: the logits
+    const std::string name = source < 0 ? "logits" : eg.source(source);
+    if (g.has_node(name)) return name;
+    const bool ends = source <= 0;
+    g.node(name, {{"fillcolor", ends ? "#e8e8e8" : "#f7f7f7"}});
+    if (source == 0) ranks[{-1, 0}].push_back(name);
+    if (source > 0) {
+      const int per_layer = eg.n_heads() + (eg.has_mlps() ? 1 : 0), i = (source - 1) % per_layer;
+      ranks[{(source - 1) / per_layer, i < eg.n_heads() ? 0 : 1}].push_back(name);
+    }
+    return name;
+  };
+  for (int s = 0; s < eg.n_sources(); ++s)
+    for (int d = 0; d < eg.n_destinations(); ++d) {
+      if (!eg.in_circuit(s, d)) continue;
+      const float score = eg.score(s, d);
+      const std::string& dest = eg.destination(d);
+      const size_t role = dest.find('<');  // "a1.h2<k>": the head's key input
+      std::string label = fmt(score);
+      if (role != std::string::npos) label = dest.substr(role + 1, 1) + " " + label;
+      g.edge(node(s), node(eg.owner(d)),
+             {{"penwidth", edge_width(score, max_abs)}, {"color", effect_colour(score)}, {"label", label}});
+    }
+  layer_ranks(g, ranks);
+  if (o.legend) {
+    const std::string text = scored_by + "\\nmetric: " + (o.metric.empty() ? "effect" : o.metric) + "\\n" +
+                             std::to_string(eg.circuit_edges()) + " edges of " + std::to_string(eg.n_edges()) +
+                             "\\nred: positive, blue: negative\\nwidth: |score|; q, k, v: the head's input";
+    g.node("legend", {{"label", text}, {"shape", "note"}, {"fillcolor", "#fafafa"}, {"fontsize", "9"}});
+  }
+  return g;
 }
 
 }  // namespace pathpatch::viz

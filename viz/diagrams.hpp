@@ -28,6 +28,7 @@
 namespace pathpatch {
 struct Result;
 struct SweepResult;
+class EdgeGraph;
 class Model;
 }  // namespace pathpatch
 
@@ -106,6 +107,11 @@ struct WeightedEdge {
 };
 Digraph circuit_graph(const std::vector<WeightedEdge>& edges, float threshold, const CircuitOptions& o = {});
 std::string circuit_dot(const std::vector<WeightedEdge>& edges, float threshold, const CircuitOptions& o = {});
+
+// The circuit of an edge graph (pathpatch/circuits.hpp): its nodes by layer, its edges with width
+// by |score| and colour by sign, each edge into a head labelled with the input it enters (q, k, v)
+// and its score. The legend says what scored the edges.
+Digraph circuit_graph(const EdgeGraph& graph, const std::string& scored_by, const CircuitOptions& o = {});
 
 // The colour the diagrams give input k ("#rrggbb"), and the signs of effects.
 std::string input_colour(int k);

@@ -320,6 +320,87 @@ int cmd_attribute(const pp::Model& m, const Experiment& x, const pp::Sites& site
   return 0;
 }
 
+// Rows [first, first + count) of an experiment: its inputs and the metric's tokens.
+Experiment rows_of(const Experiment& x, int64_t first, int64_t count) {
+  Experiment out{x.clean.rows(first, count), x.corrupted.rows(first, count), x.metric, {}};
+  auto slice = [&](std::vector<int32_t>& v) {
+    if (!v.empty()) v = std::vector<int32_t>(v.begin() + first, v.begin() + first + count);
+  };
+  slice(out.metric.answer);
+  slice(out.metric.wrong);
+  return out;
+}
+
+struct CircuitSpec {
+  std::string method = "eap-ig", json, draw;
+  int steps = 5, exact = 0;
+  int64_t top = 20, greedy = 0, held_out = 0;
+  float threshold = -1;  // < 0: not given
+};
+
+// EAP / EAP-IG scores for every edge, a circuit chosen from them, and its faithfulness, exactly.
+int cmd_circuit(const pp::Model& m, const Experiment& x, const CircuitSpec& c) {
+  const int64_t B = x.clean.size;
+  if (c.held_out < 0 || c.held_out >= B)
+    throw pp::InputError("--held-out " + std::to_string(c.held_out) + ": the experiment has " + std::to_string(B) +
+                         " rows, and at least one must score the edges");
+  const Experiment fit = c.held_out > 0 ? rows_of(x, 0, B - c.held_out) : x;
+  const Experiment test = c.held_out > 0 ? rows_of(x, B - c.held_out, c.held_out) : x;
+  pp::EdgeAttributionOptions o;
+  if (c.method == "eap") o.method = pp::EdgeMethod::Eap;
+  else if (c.method != "eap-ig") throw pp::InputError("--method '" + c.method + "': expected eap or eap-ig");
+  o.steps = c.steps;
+  ProgressBar bar(c.method);
+  o.progress = bar.callback();
+  pp::EdgeGraph g = pp::edge_attribution(m, fit.clean, fit.corrupted, fit.metric, o);
+  const std::string scored_by =
+      std::string(pp::edge_method_name(o.method)) + (c.method == "eap-ig" ? " (" + std::to_string(c.steps) + " steps)" : "");
+  std::printf("%s scores of %lld edges on %lld rows (metric: %s); the largest:\n", scored_by.c_str(),
+              static_cast<long long>(g.n_edges()), static_cast<long long>(fit.clean.size), fit.metric.name().c_str());
+  const auto ranked = g.edges_by_score();
+  const size_t shown = std::min<size_t>(ranked.size(), std::max(10, c.exact));
+  std::vector<float> exact;
+  if (c.exact > 0)
+    exact = pp::exact_edge_scores(m, fit.clean, fit.corrupted, g,
+                                  {ranked.begin(), ranked.begin() + std::min<size_t>(ranked.size(), c.exact)}, fit.metric);
+  std::printf("  %4s  %-22s %10s%s\n", "rank", "edge", "score", exact.empty() ? "" : "  exact change (this edge alone)");
+  for (size_t i = 0; i < shown; ++i) {
+    const auto [s, d] = ranked[i];
+    std::printf("  %4zu  %-22s %+10.5f", i + 1, g.edge_name(s, d).c_str(), g.score(s, d));
+    if (i < exact.size()) std::printf("  %+10.5f", exact[i]);
+    std::printf("\n");
+  }
+  std::string how;
+  if (c.greedy > 0) {
+    g.select_greedy(c.greedy);
+    how = "greedy " + std::to_string(c.greedy);
+  } else if (c.threshold >= 0) {
+    g.select_threshold(c.threshold);
+    how = "|score| >= " + std::to_string(c.threshold);
+  } else {
+    g.select_top(c.top);
+    how = "top " + std::to_string(c.top);
+  }
+  const pp::Faithfulness f = pp::faithfulness(m, test.clean, test.corrupted, g, test.metric, cache);
+  std::printf("circuit (%s, pruned): %lld edges, %lld nodes\n", how.c_str(), static_cast<long long>(f.edges),
+              static_cast<long long>(f.nodes));
+  std::printf("%s on %s%lld rows: clean %.4f, corrupted %.4f, circuit %.4f; faithfulness %.3f "
+              "(every edge outside the circuit patched from the corrupted run, exactly)\n",
+              test.metric.name().c_str(), c.held_out > 0 ? "the held-out " : "the same ",
+              static_cast<long long>(test.clean.size), f.clean, f.corrupted, f.circuit, f.faithfulness);
+  if (!c.json.empty()) {
+    pp::files::write(c.json, g.to_json());
+    std::cout << "wrote " << c.json << " (EAP-IG's graph format)\n";
+  }
+  if (!c.draw.empty()) {
+    pp::viz::CircuitOptions co;
+    co.metric = fit.metric.name();
+    pp::viz::circuit_graph(g, scored_by + ", " + how, co).render_file(c.draw);
+    std::cout << "wrote " << c.draw << "\n";
+  }
+  return 0;
+}
+
 int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x,
               const std::vector<std::string>& receiver_specs, const std::string& senders_spec, const std::string& kind,
               bool mlps_on_path, bool include_mlps, const Outputs& outputs) {
@@ -401,6 +482,8 @@ int main(int argc, char** argv) {
       "      --sites z --heatmap z.svg\n"
       "  pathpatch paths --model models/zoo/ioi-llama --clean ... --corrupt ... --answer ' Mary' --wrong ' John' --heatmap s.svg\n"
       "  pathpatch attribute --model models/zoo/ioi-llama --prompts models/zoo/ioi-llama/eval.jsonl --sites z --exact\n"
+      "  pathpatch circuit --model models/zoo/ioi-llama --prompts models/zoo/ioi-llama/eval.jsonl --held-out 100 "
+      "--top 60 --draw c.svg\n"
       "  pathpatch trace --model models/zoo/ioi-llama --clean ... --corrupt ... --rule 'ln_final a1 a1.head a1.head3=1' "
       "--render paths.svg\n"
       "  pathpatch attention --model models/zoo/ioi-llama --text 'When Mary and John went to the store, John gave a "
@@ -488,6 +571,23 @@ int main(int argc, char** argv) {
   attribute->add_flag("--exact", exact, "Also run exact activation patching, and print how far AtP is from it");
   outputs.add_options(attribute);
 
+  CircuitSpec circuit_spec;
+  auto* circuit = app.add_subcommand(
+      "circuit", "Score every edge with gradients (EAP-IG, EAP), choose a circuit, and test it exactly by patching");
+  add_model(circuit);
+  spec.add_options(circuit);
+  circuit->add_option("--method", circuit_spec.method, "eap-ig (integrated gradients) or eap")->capture_default_str();
+  circuit->add_option("--steps", circuit_spec.steps, "EAP-IG's integration steps")->capture_default_str();
+  circuit->add_option("--top", circuit_spec.top, "The circuit: the N edges of largest |score| (then pruned)")
+      ->capture_default_str();
+  circuit->add_option("--threshold", circuit_spec.threshold, "The circuit: edges with |score| >= X instead");
+  circuit->add_option("--greedy", circuit_spec.greedy, "The circuit: N edges grown greedily from the logits instead");
+  circuit->add_option("--held-out", circuit_spec.held_out,
+                      "Test the circuit on the last N rows (of --prompts), score the edges on the others");
+  circuit->add_option("--exact", circuit_spec.exact, "Also patch each of the K best edges alone, exactly, and print it");
+  circuit->add_option("--json", circuit_spec.json, "Write the graph, scores and circuit in EAP-IG's JSON format");
+  circuit->add_option("--draw", circuit_spec.draw, "Draw the circuit (.svg, .png, .pdf, .dot)");
+
   std::vector<std::string> receivers;
   std::string senders, receiver_kind = "input";
   bool mlps_on_path = false, include_mlps = false;
@@ -531,7 +631,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kUsage;
   }
   const bool sharded = *patch || *paths;
-  const bool experiment_needed = sharded || *attribute;
+  const bool experiment_needed = sharded || *attribute || *circuit;
   if (!sharded && !job.root()) return 0;  // the other commands run on rank 0 alone
   // An error this process meets alone ends the whole job (the others may be waiting for it); one
   // every process met (a RankError) is reported once, by rank 0.
@@ -553,6 +653,8 @@ int main(int argc, char** argv) {
     std::optional<Experiment> experiment;
     auto setup = [&] {
       if (experiment_needed) outputs.check();  // before the work, not after it
+      check_output_path(circuit_spec.json, "--json", {".json"});
+      check_output_path(circuit_spec.draw, "--draw", {".svg", ".png", ".pdf", ".dot"});
       if (sharded && !resume.empty()) {
         log = std::make_unique<pp::UnitLogFile>(resume, fingerprint(args, model_dir), job.shard());
         if (job.root() && log->resumed())
@@ -583,6 +685,7 @@ int main(int argc, char** argv) {
     if (*attention)
       return cmd_attention(model, attention_input, attention_layer, attention_head, attention_row, attention_out);
     if (*patch) return cmd_patch(job, log.get(), model, *experiment, parse_sites(sites, layers, positions), noise, outputs);
+    if (*circuit) return cmd_circuit(model, *experiment, circuit_spec);
     if (*attribute)
       return cmd_attribute(model, *experiment, parse_sites(sites, layers, positions), noise, exact, outputs);
     if (*paths)

@@ -297,21 +297,22 @@ void Outputs::add_options(CLI::App* app) {
                                         "the sum over heads");
 }
 
+void check_output_path(const std::string& path, const std::string& flag, const std::vector<std::string>& extensions) {
+  if (path.empty()) return;
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  if (std::find(extensions.begin(), extensions.end(), ext) == extensions.end())
+    throw InputError(flag + " '" + path + "': expected a name ending in " + join(extensions, ", "));
+  const fs::path parent = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !fs::is_directory(parent, ec))
+    throw IoError(flag + " '" + path + "': the folder '" + parent.string() + "' does not exist");
+}
+
 void Outputs::check() const {
-  auto check_one = [](const std::string& path, const char* flag, const std::vector<std::string>& extensions) {
-    if (path.empty()) return;
-    std::string ext = fs::path(path).extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-    if (std::find(extensions.begin(), extensions.end(), ext) == extensions.end())
-      throw InputError(std::string(flag) + " '" + path + "': expected a name ending in " + join(extensions, ", "));
-    const fs::path parent = fs::path(path).parent_path();
-    std::error_code ec;
-    if (!parent.empty() && !fs::is_directory(parent, ec))
-      throw IoError(std::string(flag) + " '" + path + "': the folder '" + parent.string() + "' does not exist");
-  };
-  check_one(heatmap, "--heatmap", {".svg", ".png", ".pdf"});
-  check_one(out, "--out", {".csv", ".json"});
-  check_one(circuit, "--circuit", {".svg", ".png", ".pdf", ".dot"});
+  check_output_path(heatmap, "--heatmap", {".svg", ".png", ".pdf"});
+  check_output_path(out, "--out", {".csv", ".json"});
+  check_output_path(circuit, "--circuit", {".svg", ".png", ".pdf", ".dot"});
 }
 
 namespace {

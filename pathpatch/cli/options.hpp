@@ -95,6 +95,10 @@ void print_sweep(const SweepResult& sweep, float base);
 
 int run_demo(const Model& model, const std::string& out_dir, const std::shared_ptr<Cache>& cache);
 
+// Before the work: InputError unless `path` ends in one of `extensions` (".svg", ...), IoError if
+// its folder does not exist. Nothing for an empty path (the option was not given).
+void check_output_path(const std::string& path, const std::string& flag, const std::vector<std::string>& extensions);
+
 // Creates `dir` (and its parents) for output files: IoError naming it if that fails (a file in the
 // way, no permission).
 void prepare_output_folder(const std::string& dir, const std::string& what);

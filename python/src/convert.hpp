@@ -45,6 +45,14 @@ std::vector<std::string> to_strings(const py::handle& obj, const std::string& wh
 
 py::dict stats_dict(const RunStats& s);
 
+// Shared by the patching and attribution bindings (patching.cpp).
+std::vector<int32_t> to_tokens(const py::handle& obj, const std::string& what);
+// One answer (or wrong) token given for a batch of several rows serves every row.
+Metric fitted(Metric metric, int64_t rows);
+// activation_patching's sites=, layers=, positions=, k=, together= as Sites.
+Sites to_sites(const py::handle& names, const py::handle& layers, const py::handle& positions, int k, bool together);
+Direction to_direction(const std::string& direction);
+
 // A picture as Python gets it: text formats (svg, dot, gv) as str, images as bytes.
 py::object rendered(const std::string& bytes, const std::string& format);
 // A Graphviz graph written to `path` (returns None; the format from the extension), or else
@@ -70,6 +78,7 @@ void bind_errors(py::module_& m);
 void bind_model(py::module_& m);
 void bind_run(py::module_& m);
 void bind_patching(py::module_& m);
+void bind_attribution(py::module_& m);
 void bind_viz(py::module_& m);
 
 }  // namespace pathpatch::python

@@ -9,8 +9,6 @@
 
 namespace pathpatch::python {
 
-namespace {
-
 std::vector<int32_t> to_tokens(const py::handle& obj, const std::string& what) {
   std::vector<int> v = to_ints(obj, what);
   return {v.begin(), v.end()};
@@ -22,6 +20,8 @@ Metric fitted(Metric metric, int64_t rows) {
     if (ids->size() == 1 && rows > 1) ids->assign(rows, (*ids)[0]);
   return metric;
 }
+
+namespace {
 
 // The user's Python function of the logits [B, P, V] as the engine's MetricFn: one value per row,
 // or one value for the batch (then every row gets it).
@@ -112,6 +112,14 @@ std::vector<T> list_of(const py::handle& obj, F convert) {
   return out;
 }
 
+}  // namespace
+
+Direction to_direction(const std::string& direction) {
+  if (direction == "denoise") return Direction::Denoise;
+  if (direction == "noise") return Direction::Noise;
+  throw InputError("direction '" + direction + "': expected 'denoise' or 'noise'");
+}
+
 Sites to_sites(const py::handle& names, const py::handle& layers, const py::handle& positions, int k, bool together) {
   Sites s;
   s.names = to_strings(names, "sites");
@@ -130,6 +138,8 @@ Sites to_sites(const py::handle& names, const py::handle& layers, const py::hand
   }
   return s;
 }
+
+namespace {
 
 viz::Baseline to_baseline(const std::string& b) {
   if (b == "none") return viz::Baseline::None;
@@ -349,9 +359,7 @@ void bind_patching(py::module_& m) {
           Batch c = to_batch(*model, clean, "clean"), x = to_batch(*model, corrupted, "corrupted");
           Sites s = to_sites(sites, layers, positions, k, together);
           PatchingOptions o;
-          if (direction == "denoise") o.direction = Direction::Denoise;
-          else if (direction == "noise") o.direction = Direction::Noise;
-          else throw InputError("direction '" + direction + "': expected 'denoise' or 'noise'");
+          o.direction = to_direction(direction);
           Common cm = common(std::move(cache), progress);
           o.cache = cm.cache;
           o.progress = cm.progress;

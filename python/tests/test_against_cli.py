@@ -105,3 +105,25 @@ def test_npy_dump_holds_the_same_bits_and_integer_ids(tmp_path):
     data = st.read_bytes()
     header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
     assert header["input_ids"]["dtype"] == "I32" and header["attention_mask"]["dtype"] == "U8"
+
+
+def test_attribution_patching_equals_the_cli(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    out = tmp_path / "z.csv"
+    ioi_cli("attribute", out, "--sites", "z", "--positions", "each")
+    z = pp.attribution_patching(ioi, clean, corrupt, metric, sites="z", positions="each")["z"]
+    exact = pp.activation_patching(ioi, clean, corrupt, metric, sites="z", positions="each")["z"]
+    assert z.axes == exact.axes and z.labels == exact.labels and z.values.shape == exact.values.shape
+    assert np.array_equal(z.values, read_sweep_csv(out, z.values.shape))
+
+
+def test_edge_attribution_and_circuit_equal_the_cli(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    out = tmp_path / "circuit.json"
+    run_cli("circuit", "--model", ZOO / "ioi-llama", "--clean", CLEAN, "--corrupt", CORRUPT, "--answer", " Mary",
+            "--wrong", " John", "--top", "30", "--json", out)
+    g = pp.edge_attribution(ioi, clean, corrupt, metric)
+    g.select_top(30)
+    assert g.to_json() == out.read_text()
+    back = pp.EdgeGraph.from_json(ioi, out.read_text())
+    assert back.circuit_edges == g.circuit_edges and np.array_equal(back.scores, g.scores)

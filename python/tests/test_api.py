@@ -503,3 +503,53 @@ def test_attention_patterns(ioi):
         pp.attention(ioi, text, layer=2, head=4)
     with pytest.raises(pp.InputError, match="layer 7: the model has layers 0..2"):
         pp.attention(ioi, text, layer=7, head=0)
+
+
+def test_gradients_by_name_and_site(ioi, ioi_prompts):
+    clean, corrupt, metric, (answer, wrong) = ioi_prompts
+    g = pp.gradients(ioi, clean, metric, ["z", "resid_pre0"], values=True)
+    assert sorted(g.keys()) == sorted([f"blocks.{L}.attn.hook_z" for L in range(ioi.n_layers)] +
+                                      ["blocks.0.hook_resid_pre"])
+    dz = g["z1"]
+    assert dz.shape == g.value_of("z1").shape and dz.dtype == np.float32
+    assert not dz.flags.writeable and "z1" in g and len(g) == ioi.n_layers + 1
+    # The metric differentiated is the sweep's clean value.
+    s = pp.sweep_senders(ioi, clean, corrupt, metric)
+    assert g.value == pytest.approx(s.clean, abs=1e-4)
+    # A first-order step along the gradient moves the metric as predicted.
+    step = 2e-5 * g["resid_pre0"]
+    moved = pp.forward(ioi, clean, interventions=[pp.add("resid_pre0", step)])
+    rise = float(np.mean(moved.logits[:, -1, answer] - moved.logits[:, -1, wrong])) - g.value
+    assert rise == pytest.approx(float(np.sum(g["resid_pre0"] * step)), rel=0.05)
+
+
+def test_gradients_refuse_what_they_cannot_differentiate(ioi, ioi_prompts):
+    clean, corrupt, metric, _ = ioi_prompts
+    custom = pp.Metric.custom(lambda logits: logits[:, -1, 0])
+    with pytest.raises(pp.InputError, match="cannot differentiate"):
+        pp.gradients(ioi, clean, custom, ["z0"])
+    with pytest.raises(pp.InputError, match="references"):
+        pp.gradients(ioi, clean, pp.Metric.kl(), ["z0"])
+    kl = pp.gradients(ioi, clean, pp.Metric.kl(), ["z0"], references=(corrupt, clean))
+    assert kl.value > 0
+    with pytest.raises(pp.NameError):
+        pp.gradients(ioi, clean, metric, ["zz0"])
+
+
+def test_circuits_from_python(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    g = pp.edge_attribution(ioi, clean, corrupt, metric, method="eap")
+    assert g.n_edges == 262 and g.scores.shape == (len(g.sources), len(g.destinations))
+    name, score, in_circuit = g.edges()[0]
+    assert g.score(name) == score and not in_circuit
+    g.select_greedy(10)
+    assert 0 < g.circuit_edges <= 10 and all(e[2] for e in g.edges(circuit_only=True))
+    f = pp.faithfulness(ioi, clean, corrupt, g, metric)
+    assert f.edges == g.circuit_edges and f.clean > f.corrupted
+    exact = pp.exact_edge_scores(ioi, clean, corrupt, g, ["a2.h1->logits", "a2.h0->logits"], metric)
+    assert len(exact) == 2 and all(x < 0 for x in exact)
+    assert "<svg" in g.draw(metric=metric.name)
+    g.draw(tmp_path / "c.svg")
+    assert (tmp_path / "c.svg").read_text().startswith("<?xml")
+    with pytest.raises(pp.NameError, match="no edge named"):
+        g.score("a2.h1->a0.h0<q>")

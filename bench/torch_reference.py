@@ -6,6 +6,7 @@ Run by the C++ benchmarks (2 threads, OMP_WAIT_POLICY=PASSIVE); prints key=value
     python3 bench/torch_reference.py --probe
     python3 bench/torch_reference.py forward --model DIR --batch 8 --seq 64
     python3 bench/torch_reference.py sweep --model DIR --kind senders|senders-mlp|act-z --batch 8 --seq 16 [--every N]
+    python3 bench/torch_reference.py atp --model DIR --batch 8 --seq 16
 Sweeps follow the common hook-based recipe: two cached runs (clean, corrupted), then one forward
 per variant with forward hooks that patch or freeze activations. `--every N` times every Nth
 variant only and scales the time to the whole sweep (the C++ side says so).
@@ -328,6 +329,45 @@ def sweep(model, kind, batch, seq, every):
     return elapsed * len(variants) / len(chosen), len(variants), len(chosen)
 
 
+def atp(model, batch, seq):
+    """Attribution patching of every (layer, position, head) z, noising, the usual way: a clean forward
+    whose hooks keep each z and its gradient, one backward, a corrupted forward caching z. The
+    weights need no gradient (the fast setting); the embeddings' output is the leaf that does."""
+    L, H = len(model.h), model.n_head
+    D = model.wte.shape[1]
+    E = D // H
+    clean, corrupt = inputs(batch, seq, model.wte.shape[0])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    answer, wrong = 100, 200
+
+    def once():
+        acts, grads, bad = {}, {}, {}
+
+        def keep(m, a, i):
+            acts[i] = a[0]
+            a[0].register_hook(lambda g: grads.__setitem__(i, g))
+
+        hooks = [b.attn.c_proj.register_forward_pre_hook(lambda m, a, i=i: keep(m, a, i)) for i, b in enumerate(model.h)]
+        x = (model.wte[clean] + model.wpe[:seq]).requires_grad_(True)
+        for b in model.h:
+            x = b(x)
+        logits = model.ln_f(x) @ model.wte.t()
+        (logits[:, -1, answer] - logits[:, -1, wrong]).mean().backward()
+        for h in hooks:
+            h.remove()
+        with torch.inference_mode():
+            hooks = [b.attn.c_proj.register_forward_pre_hook(lambda m, a, i=i: bad.__setitem__(i, a[0]))
+                     for i, b in enumerate(model.h)]
+            model(corrupt)
+            for h in hooks:
+                h.remove()
+            return torch.stack([((bad[i] - acts[i].detach()) * grads[i]).view(batch, seq, H, E).sum(-1).sum(0)
+                                for i in range(L)])  # [L, T, H]
+
+    return timed(once)
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap = argparse.ArgumentParser()
@@ -349,6 +389,8 @@ def main():
         with torch.inference_mode():
             s = timed(lambda: model(ids))
         print("ms=%.3f" % (s * 1e3))
+    elif a.command == "atp":
+        print("seconds=%.4f" % atp(model, a.batch, a.seq))
     elif a.command == "sweep":
         s, n, measured = sweep(model, a.kind, a.batch, a.seq, a.every)
         print("seconds=%.3f variants=%d measured=%d" % (s, n, measured))

@@ -121,70 +121,66 @@ void softmax_row(float* x, int64_t n) {
 
 namespace {
 
-// dx = inv * (g - mean(g) * centred - xhat * mean(g * xhat)) with g = dy * w, xhat the normalised
-// row: LayerNorm's gradient (centred) and RMSNorm's (not centred, mean 0).
-void norm_backward_row(const float* x, int64_t dim, const float* w, double mean, double inv, bool centred,
-                       const float* dy, float* dx) {
-  double g_sum = 0, gx_sum = 0;
-  for (int64_t i = 0; i < dim; ++i) {
-    const double g = static_cast<double>(dy[i]) * w[i], xhat = (x[i] - mean) * inv;
-    g_sum += g;
-    gx_sum += g * xhat;
-  }
-  const double g_mean = centred ? g_sum / dim : 0.0, gx_mean = gx_sum / dim;
-  for (int64_t i = 0; i < dim; ++i) {
-    const double g = static_cast<double>(dy[i]) * w[i], xhat = (x[i] - mean) * inv;
-    dx[i] = static_cast<float>(inv * (g - g_mean - xhat * gx_mean));
+// Vectorised (Eigen's packet tanh, erf, exp) over chunks: the backward runs on every MLP
+// activation, and scalar libm calls cost as much as the layer's GEMMs at small batches.
+template <class F>
+void chunked(const float* x, int64_t n, float* d, F&& f) {
+  constexpr int64_t kChunk = 4096;
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t m = std::min(kChunk, n - i);
+    f(ConstArrayMap(x + i, m), ArrayMap(d + i, m));
   }
 }
 
 }  // namespace
 
-void layer_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
-                         float* dx) {
+void norm_statistics(const float* x, int64_t rows, int64_t dim, bool centred, float eps, float* xhat, float* inv) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
-    double mean = 0, var = 0;
-    for (int64_t i = 0; i < dim; ++i) mean += xr[i];
-    mean /= static_cast<double>(dim);
-    for (int64_t i = 0; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-    var /= static_cast<double>(dim);
-    norm_backward_row(xr, dim, w, mean, 1.0 / std::sqrt(var + eps), true, dy + r * dim, dx + r * dim);
+    double mean = 0, ss = 0;
+    if (centred) {
+      for (int64_t i = 0; i < dim; ++i) mean += xr[i];
+      mean /= static_cast<double>(dim);
+    }
+    for (int64_t i = 0; i < dim; ++i) ss += (xr[i] - mean) * (xr[i] - mean);
+    inv[r] = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+    ArrayMap(xhat + r * dim, dim) = (ConstArrayMap(xr, dim) - static_cast<float>(mean)) * inv[r];
   }
 }
 
-void rms_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
-                       float* dx) {
+void norm_backward_in_place(const float* xhat, const float* inv, int64_t rows, int64_t dim, const float* w,
+                            bool centred, float* d) {
+  ConstArrayMap wm(w, dim);
   for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * dim;
-    double ss = 0;
-    for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    norm_backward_row(xr, dim, w, 0.0, 1.0 / std::sqrt(ss / static_cast<double>(dim) + eps), false, dy + r * dim,
-                      dx + r * dim);
+    ArrayMap dr(d + r * dim, dim);
+    ConstArrayMap xr(xhat + r * dim, dim);
+    dr *= wm;  // g
+    const float g_mean = centred ? dr.sum() / static_cast<float>(dim) : 0.0f;
+    const float gx_mean = (dr * xr).sum() / static_cast<float>(dim);
+    dr = inv[r] * (dr - g_mean - xr * gx_mean);
   }
 }
 
 void gelu_tanh_backward(const float* x, int64_t n, float* d) {
-  constexpr double kC = 0.7978845608028654, kA = 0.044715;
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = x[i], t = std::tanh(kC * (v + kA * v * v * v));
-    d[i] = static_cast<float>(d[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * kC * (1 + 3 * kA * v * v)));
-  }
+  constexpr float kC = 0.7978845608028654f, kA = 0.044715f;
+  chunked(x, n, d, [&](const auto& v, auto dv) {
+    const Eigen::ArrayXf t = (kC * (v + kA * v.cube())).tanh();
+    dv *= 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t.square()) * kC * (1.0f + 3.0f * kA * v.square());
+  });
 }
 
 void gelu_erf_backward(const float* x, int64_t n, float* d) {
-  constexpr double kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = x[i];
-    d[i] = static_cast<float>(d[i] * (0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v)));
-  }
+  constexpr float kInvSqrt2 = 0.7071067811865476f, kInvSqrt2Pi = 0.3989422804014327f;
+  chunked(x, n, d, [&](const auto& v, auto dv) {
+    dv *= 0.5f * (1.0f + (v * kInvSqrt2).erf()) + v * kInvSqrt2Pi * (-0.5f * v.square()).exp();
+  });
 }
 
 void silu_backward(const float* x, int64_t n, float* d) {
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = x[i], s = 1 / (1 + std::exp(-v));
-    d[i] = static_cast<float>(d[i] * s * (1 + v * (1 - s)));
-  }
+  chunked(x, n, d, [&](const auto& v, auto dv) {
+    const Eigen::ArrayXf s = 1.0f / (1.0f + (-v).exp());
+    dv *= s * (1.0f + v * (1.0f - s));
+  });
 }
 
 void softcap_backward(const float* y, int64_t n, float cap, float* d) {

@@ -54,12 +54,13 @@ void add_row_bias(float* y, int64_t rows, int64_t cols, int64_t ldy, const float
 // of the output, and writes the gradient of the input. Statistics are recomputed in double, as the
 // forward computes them; nothing is saved between the two. --------------------------------------
 
-// dx for y = layer_norm(x) (w: the scale; the bias has no say in dx).
-void layer_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
-                         float* dx);
-// dx for y = rms_norm(x).
-void rms_norm_backward(const float* x, int64_t rows, int64_t dim, const float* w, float eps, const float* dy,
-                       float* dx);
+// dx for y = layer_norm(x) or rms_norm(x) (`centred`: LayerNorm), in two parts, so that many
+// gradients through one norm share the first: each row's normalised value xhat and
+// 1 / sqrt(var + eps) (statistics in double, as the forward), then d (a dy) becomes dx in place:
+// dx = inv * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w (RMSNorm: no mean(g) term).
+void norm_statistics(const float* x, int64_t rows, int64_t dim, bool centred, float eps, float* xhat, float* inv);
+void norm_backward_in_place(const float* xhat, const float* inv, int64_t rows, int64_t dim, const float* w,
+                            bool centred, float* d);
 // d *= f'(x) for the nonlinearities above, x their input.
 void gelu_tanh_backward(const float* x, int64_t n, float* d);
 void gelu_erf_backward(const float* x, int64_t n, float* d);

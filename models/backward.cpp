@@ -15,12 +15,12 @@ namespace pathpatch {
 
 Tensor Model::norm_backward(const Tensor& x, const NormWeights& w, const Tensor& dy) const {
   const int64_t D = cfg_.d_model, rows = x.numel() / D;
-  Tensor dx = Tensor::uninitialized(x.shape());
-  if (w.b.defined()) {
-    kernels::layer_norm_backward(x.data(), rows, D, w.w.data(), cfg_.norm_eps, dy.data(), dx.data_mut());
-  } else {
-    kernels::rms_norm_backward(x.data(), rows, D, w.w.data(), cfg_.norm_eps, dy.data(), dx.data_mut());
-  }
+  const bool centred = w.b.defined();  // LayerNorm; RMSNorm is not centred
+  Tensor xhat = Tensor::uninitialized(x.shape());
+  std::vector<float> inv(rows);
+  kernels::norm_statistics(x.data(), rows, D, centred, cfg_.norm_eps, xhat.data_mut(), inv.data());
+  Tensor dx = dy.clone();
+  kernels::norm_backward_in_place(xhat.data(), inv.data(), rows, D, w.w.data(), centred, dx.data_mut());
   return dx;
 }
 
@@ -117,14 +117,26 @@ Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, 
   return norm_backward(x, lw.attn_norm, dxn);
 }
 
-Tensor Model::head_input_backward(int L, const Tensor& x, int role, int head, const Tensor& d) const {
+Tensor Model::head_inputs_backward(int L, const Tensor& x, const HeadInputGrads& d) const {
   const LayerWeights& lw = w_.layers[L];
-  const int64_t B = x.size(0), T = x.size(1), N = B * T, D = cfg_.d_model, H = cfg_.n_heads, E = cfg_.d_head;
-  const Linear& w = role == 0 ? lw.q : role == 1 ? lw.k : lw.v;
-  const int64_t block = role == 0 ? head : head / (H / cfg_.n_kv_heads);  // the weights the head reads
-  Tensor dxn = Tensor::uninitialized({B, T, D});
-  w.apply_transposed(d.data() + head * E, H * E, N, dxn.data_mut(), D, block * E, E);
-  return norm_backward(x, lw.attn_norm, dxn);
+  const int64_t B = x.size(0), T = x.size(1), N = B * T, D = cfg_.d_model, H = cfg_.n_heads, E = cfg_.d_head,
+                groups = H / cfg_.n_kv_heads;
+  const bool centred = lw.attn_norm.b.defined();
+  // The norm's statistics once for all 3H inputs: its backward is linear in the gradient.
+  Tensor xhat = Tensor::uninitialized({N, D});
+  std::vector<float> inv(N);
+  kernels::norm_statistics(x.data(), N, D, centred, cfg_.norm_eps, xhat.data_mut(), inv.data());
+  Tensor out = Tensor::uninitialized({3, H, B, T, D});
+  const Linear* weights[3] = {&lw.q, &lw.k, &lw.v};
+  const Tensor* grads[3] = {&d.q, &d.k, &d.v};
+  for (int r = 0; r < 3; ++r)
+    for (int64_t h = 0; h < H; ++h) {
+      float* dx = out.data_mut() + (r * H + h) * N * D;
+      const int64_t block = r == 0 ? h : h / groups;  // the weights the head reads
+      weights[r]->apply_transposed(grads[r]->data() + h * E, H * E, N, dx, D, block * E, E);
+      kernels::norm_backward_in_place(xhat.data(), inv.data(), N, D, lw.attn_norm.w.data(), centred, dx);
+    }
+  return out;
 }
 
 Tensor Model::attention_out_backward(int L, const Tensor& z, const Tensor& dout, GradientSink& grads) const {

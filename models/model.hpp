@@ -84,9 +84,9 @@ class Model final : public Backend {
   void keep_for_backward(int layer, Tape& tape) const;  // what layer L's backward reads
   Tensor attention_z_backward(int layer, const Tensor& x, const Batch& layout, const Tape& tape, const Tensor& dz,
                               GradientSink& grads, HeadInputGrads* per_head = nullptr) const;  // -> d resid [B,T,D]
-  // The gradient at one head's q, k or v input: the residual x [B,T,D] that enters the layer, as
-  // seen by that input alone (role 0, 1, 2), from that input's gradient d [B,T,H,E] (per_head's).
-  Tensor head_input_backward(int layer, const Tensor& x, int role, int head, const Tensor& d) const;
+  // The gradients at every head's q, k and v inputs: the residual x [B,T,D] that enters the layer,
+  // as each input alone sees it, from per_head's gradients. [3, H, B, T, D]: role, then head.
+  Tensor head_inputs_backward(int layer, const Tensor& x, const HeadInputGrads& d) const;
   Tensor attention_out_backward(int layer, const Tensor& z, const Tensor& dout, GradientSink& grads) const;  // -> dz
   Tensor mlp_backward(int layer, const Tensor& x, const Tape& tape, const Tensor& dout, GradientSink& grads) const;
   Tensor final_norm_backward(const Tensor& x, const Tensor& dy) const;

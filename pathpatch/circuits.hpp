@@ -118,7 +118,10 @@ struct EdgeAttributionOptions {
 };
 
 // Every edge's score (EdgeGraph::scores), nothing in the circuit yet. The clean and corrupted
-// inputs must share their layout. InputError for a custom metric.
+// inputs must share their layout. InputError for a custom metric. Cost: EAP two forwards and a
+// backward, EAP-IG one forward and `steps` forwards and backwards; memory: the sources' differences
+// and the gradients at every destination's input, (sources + destinations) x B x T x d_model floats
+// (230 MB for GPT-2 small at 8 x 16 tokens), besides one backward's saved activations.
 EdgeGraph edge_attribution(const Model& model, const Batch& clean, const Batch& corrupted, const Metric& metric,
                            const EdgeAttributionOptions& options = {});
 

@@ -109,6 +109,10 @@ expect 1 "head 4: the model has heads 0..3" attention --model "$zoo" --text "$cl
 # answer to the subject; a mean over two prompts does far less.
 expect 1 "no activation named 'zz2'" forward --model "$zoo" --text "$clean" --zero zz2
 expect 1 "head 9" forward --model "$zoo" --text "$clean" --zero z2:9
+expect 1 "--method 'acdc': expected eap or eap-ig" circuit --model "$zoo" "${sweep[@]}" --method acdc
+expect 1 "--held-out 1: the experiment has 1 rows" circuit --model "$zoo" "${sweep[@]}" --held-out 1
+expect 1 "--json '$tmp/c.txt': expected a name ending in .json" circuit --model "$zoo" "${sweep[@]}" --json "$tmp/c.txt"
+expect 1 "top 999 edges: the graph has 262" circuit --model "$zoo" "${sweep[@]}" --top 999
 "$cli" forward --model "$zoo" --text "$clean" --top 1 --zero z2:0,1 2>&1 | grep -q "row 0 next token:  ' John'" &&
   "$cli" forward --model "$zoo" --text "$clean" --text 'When Alice and Bob went to the park, Bob gave a ball to' --top 1 \
     --mean z2:0,1 2>&1 | grep -q "row 0 next token:  ' Mary'" ||

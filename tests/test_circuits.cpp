@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 #include "helpers.hpp"
 #include "models/safetensors.hpp"
 #include "pathpatch/analysis.hpp"
@@ -63,6 +65,39 @@ TEST_CASE("the edge graph is EAP-IG's: names, order, which sources feed which in
   const pp::EdgeGraph attn = pp::EdgeGraph::of(pptest::model("gpt2-attn-only"));
   CHECK(attn.n_sources() == 1 + 2 * 4);
   CHECK(attn.n_destinations() == 2 * 12 + 1);
+}
+
+TEST_CASE("EAP and EAP-IG edge scores match a torch reference of EAP-IG's graph, every family", "[circuits][golden]") {
+  // tools/make_gradient_golden.py: autograd through copies of the residual for each destination
+  // (EAP-IG's split q/k/v inputs, ungrouped on GQA models), float64.
+  for (const char* name : {"gpt2", "gpt2-untied", "llama-gqa", "llama-tied", "llama3", "llama-linear", "mistral",
+                           "qwen2", "gemma2", "pythia", "neox-sequential", "gpt-neo"}) {
+    const pp::Model& m = pptest::model(name);
+    Inputs in = golden_inputs(name);
+    auto f = pp::SafetensorsFile::open(pptest::golden(name) / "gradients.safetensors");
+    const pp::EdgeGraph names = pp::EdgeGraph::of(m);
+    const auto listed = nlohmann::json::parse(f.metadata().at("sources"));
+    REQUIRE(listed.size() == static_cast<size_t>(names.n_sources()));
+    for (int s = 0; s < names.n_sources(); ++s) CHECK(listed[s] == names.source(s));
+    const auto dests = nlohmann::json::parse(f.metadata().at("destinations"));
+    REQUIRE(dests.size() == static_cast<size_t>(names.n_destinations()));
+    for (int d = 0; d < names.n_destinations(); ++d) CHECK(dests[d] == names.destination(d));
+    for (const auto& [key, method, steps] : {std::make_tuple("eap", pp::EdgeMethod::Eap, 1),
+                                             std::make_tuple("eap_ig3", pp::EdgeMethod::EapIgInputs, 3)}) {
+      pp::EdgeAttributionOptions o;
+      o.method = method;
+      o.steps = steps;
+      const pp::EdgeGraph g = pp::edge_attribution(m, in.clean, in.corrupted, pp::Metric::logit_diff(in.answer, in.wrong), o);
+      const pp::Tensor theirs = f.load(std::string(key) + "/scores");
+      REQUIRE(theirs.shape() == g.scores().shape());
+      float largest = 0;
+      for (int64_t i = 0; i < theirs.numel(); ++i) largest = std::max(largest, std::fabs(theirs.data()[i]));
+      const float diff = pptest::max_diff(g.scores(), theirs) / largest;
+      INFO(name << " " << key << ": worst |diff| relative to the largest score " << diff);
+      CHECK(diff <= 1e-4f);
+      std::printf("edge scores %-16s %-8s worst relative |diff| %.1e (largest score %.4f)\n", name, key, diff, largest);
+    }
+  }
 }
 
 TEST_CASE("EAP with identical inputs scores every edge exactly zero", "[circuits]") {

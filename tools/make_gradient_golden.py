@@ -34,12 +34,28 @@ reference, it stores:
 The gradient of an activation is the total derivative of the metric with
 respect to it (TransformerLens backward hooks): where a tensor is used twice
 (resid_pre feeds the norm and the residual sum) both uses count.
+
+And edge attribution on EAP-IG's graph (hannamw/EAP-IG, written from its
+graph.py / attribute.py; not copied), for every model but the attention-only
+one: "eap/scores" and "eap_ig3/scores" [sources, destinations], sources
+input, a{L}.h{H} ..., m{L} in EAP-IG's forward order, destinations
+a{L}.h{H}<q> (all heads), <k>, <v>, m{L}, ..., logits in its backward order,
+0 where no edge. The forward here gives each head's q, k and v input and each
+MLP's input and the final residual a copy of the residual of their own (EAP-IG's
+split q/k/v input, hook_mlp_in; on grouped-query models each query head's k and v
+from its own copy: ungrouped), so autograd gives the gradient at each
+destination directly. score[s, d] = sum over rows and positions of
+(corrupted - clean)[s] . grad[d] / rows, with the gradient of the batch mean of
+the logit difference taken on the clean input (EAP) or averaged over the
+embeddings corrupted + k/3 (clean - corrupted), k = 0, 1, 2 (EAP-IG, 3 steps).
+Sources are hook_embed, each head's hook_result and each hook_mlp_out.
 """
 
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import json  # noqa: E402
 import sys  # noqa: E402
 from collections import OrderedDict  # noqa: E402
 
@@ -48,6 +64,7 @@ import torch  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_golden as mg  # noqa: E402
+from make_golden import F64  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 
 MODELS = ["gpt2", "gpt2-attn-only", "gpt2-untied", "llama-gqa", "llama-tied", "llama3", "llama-linear", "mistral",
@@ -120,6 +137,84 @@ def grads_of(name, d, ids, mask, bad_ids):
     return out
 
 
+def eap_forward(A, ids, mask, resid0=None):
+    """The forward with a copy of the residual for every destination: (logits, inputs, sources)."""
+    pos = mg.position_ids_from_mask(mask)
+    tok, pe = A.embed(ids, pos)
+    x = (tok if pe is None else tok + pe) if resid0 is None else resid0
+    inputs, sources = OrderedDict(), OrderedDict([("input", tok)])
+    kv_of = A.kv_of()
+
+    def copy(t, name):
+        c = t.clone()
+        if c.requires_grad:  # (not in the runs that only read the sources)
+            c.retain_grad()
+        inputs[name] = c
+        return c
+
+    for L in range(A.n_layers):
+        per_role = [[], [], []]
+        for r, role in enumerate("qkv"):
+            for h in range(A.H):
+                xn = A.norm(copy(x, "a%d.h%d<%s>" % (L, h, role)), "ln1", L)
+                per_role[r].append(A.proj_head(L, r, h if r == 0 else int(kv_of[h]), xn))
+        q, k, v = (torch.stack(t, 2) for t in per_role)  # [B,T,H,E], k and v per query head
+        if A.rotary:
+            q, k = A.rope(q, pos), A.rope(k, pos)
+        z = mg.attention(q, k, v, mask, **A.attn_kwargs(L))[2]
+        result = A.result(L, z)
+        for h in range(A.H):
+            sources["a%d.h%d" % (L, h)] = result[:, :, h]
+        attn_out = A.attn_out(L, result=result)
+        mid = x + attn_out
+        mlp_out = A.mlp_parts(L, A.norm(copy(x if A.parallel else mid, "m%d" % L), "ln2", L))[3]
+        sources["m%d" % L] = mlp_out
+        x = mid + mlp_out
+    logits = A.unembed(A.norm(copy(x, "logits"), "final"))
+    return logits, inputs, sources
+
+
+def edge_scores(cfg, w, ids, mask, bad, steps):
+    """EAP (steps 0) or EAP-IG with `steps` points: [sources, destinations]."""
+    for v in w.values():
+        v.requires_grad_(False)
+    A = mg.Arch(cfg, w)
+    ids_t, bad_t, mask_t = torch.tensor(ids), torch.tensor(bad), torch.tensor(mask)
+    with torch.no_grad():
+        _, _, clean_src = eap_forward(A, ids_t, mask_t)
+        _, _, bad_src = eap_forward(A, bad_t, mask_t)
+        pos = mg.position_ids_from_mask(mask_t)
+        clean0, bad0 = A.resid0(ids_t, pos), A.resid0(bad_t, pos)
+    names_src = list(clean_src)
+    grads = None
+    for k in range(max(steps, 1)):
+        resid0 = None if steps == 0 else (bad0 + (k / steps) * (clean0 - bad0)).requires_grad_(True)
+        if resid0 is None:
+            tok = A.embed(ids_t, pos)[0]  # EAP: the clean input itself, with a leaf to differentiate
+            pe = A.embed(ids_t, pos)[1]
+            resid0 = (tok if pe is None else tok + pe).clone().requires_grad_(True)
+        logits, inputs, _ = eap_forward(A, ids_t, mask_t, resid0)
+        logit_diff(logits).mean().backward()
+        step = OrderedDict((d, t.grad.detach().clone()) for d, t in inputs.items())
+        grads = step if grads is None else OrderedDict((d, grads[d] + step[d]) for d in grads)
+    names_dst = list(grads)
+    n_heads, parallel = A.H, A.parallel
+    scores = torch.zeros(len(names_src), len(names_dst), dtype=F64)
+    B = len(ids)
+    for j, d in enumerate(names_dst):
+        if d == "logits":
+            prev = len(names_src)
+        else:
+            layer = int(d[1:].split(".")[0].split("<")[0])
+            prev = 1 + layer * (n_heads + 1)
+            if d.startswith("m") and not parallel:
+                prev += n_heads
+        for i in range(prev):
+            delta = bad_src[names_src[i]] - clean_src[names_src[i]]
+            scores[i, j] = (delta * grads[d]).sum() / B / max(steps, 1)
+    return scores, names_src, names_dst
+
+
 def main():
     ids, mask = mg.CASES["batch"]
     bad = corrupted(ids, mask)
@@ -133,9 +228,16 @@ def main():
         tensors["answer"] = torch.tensor(ANSWER, dtype=torch.float32)
         tensors["wrong"] = torch.tensor(WRONG, dtype=torch.float32)
         tensors.update(grads_of(name, d, ids, mask, bad))
+        meta_names = {}
+        if name != "gpt2-attn-only":  # EAP-IG's graph has MLPs (make_golden.Arch has no attention-only form)
+            cfg, w = mg.load_checkpoint(d)
+            for key, steps in (("eap", 0), ("eap_ig3", 3)):
+                scores, src, dst = edge_scores(cfg, w, ids, mask, bad, steps)
+                tensors[key + "/scores"] = scores.to(torch.float32)
+            meta_names = {"sources": json.dumps(src), "destinations": json.dumps(dst)}
         path = os.path.join(d, "gradients.safetensors")
         meta = OrderedDict([("model", name), ("generator", "tools/make_gradient_golden.py"),
-                            ("reference_precision", "float64")])
+                            ("reference_precision", "float64")], **meta_names)
         write_safetensors(path, tensors, "F32", meta)
         size = os.path.getsize(path)
         total += size

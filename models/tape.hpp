@@ -5,6 +5,7 @@
 //
 // A Tape keeps an activation only when asked to, by ActId: the backward of a layer reads its own
 // activations, so gradients that stop at layer L need nothing kept below it.
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -17,13 +18,22 @@ namespace pathpatch {
 
 class Tape final : public ComputeContext {
  public:
-  explicit Tape(size_t n_activations) : keep_(n_activations, 0), saved_(n_activations) {}
+  explicit Tape(size_t n_activations) : keep_(n_activations, 0), saved_(n_activations), set_(n_activations) {}
   void keep(ActId a) {
     if (a >= 0) keep_[a] = 1;
   }
   bool wants(ActId a) const override { return a >= 0 && keep_[a]; }
   void emit(ActId a, Tensor& value) override {
-    if (wants(a)) saved_[a] = value;
+    if (!wants(a)) return;
+    if (set_[a].defined()) std::copy_n(set_[a].data(), value.numel(), value.data_mut());
+    saved_[a] = value;
+  }
+  // The forward goes on with `value` in place of what it computed for `a` (EAP-IG's activation
+  // interpolation); the backward must then not pass gradients into what computed it.
+  void set(ActId a, const Tensor& value) {
+    keep(a);
+    set_.resize(keep_.size());
+    set_[a] = value;
   }
   const Tensor& operator[](ActId a) const {
     PP_CHECK(a >= 0 && saved_[a].defined(), "the backward reads an activation its forward did not keep");
@@ -41,6 +51,7 @@ class Tape final : public ComputeContext {
  private:
   std::vector<char> keep_;
   std::vector<Tensor> saved_;
+  std::vector<Tensor> set_;
 };
 
 class GradientSink {

@@ -229,7 +229,14 @@ EdgeGraph EdgeGraph::from_json(const Model& model, const std::string& text, cons
 
 // ---- Scores from gradients ----------------------------------------------------------------------
 
-const char* edge_method_name(EdgeMethod m) { return m == EdgeMethod::Eap ? "EAP" : "EAP-IG"; }
+const char* edge_method_name(EdgeMethod m) {
+  switch (m) {
+    case EdgeMethod::Eap: return "EAP";
+    case EdgeMethod::EapIgInputs: return "EAP-IG";
+    case EdgeMethod::EapIgActivations: return "EAP-IG (activations)";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -266,20 +273,28 @@ EdgeGraph edge_attribution(const Model& model, const Batch& clean, const Batch& 
   check_differentiable(metric);
   if (options.steps < 1) throw InputError("EAP-IG needs at least one step, not " + std::to_string(options.steps));
   const bool ig = options.method == EdgeMethod::EapIgInputs;
-  const int steps = ig ? options.steps : 1;
+  const int steps = options.steps;
   EdgeGraph g = EdgeGraph::of(model);
+  // Gradients averaged: 1 (EAP), m (EAP-IG), m per node (EAP-IG on activations: the input, and
+  // each layer's attention and MLP).
+  const int nodes = 1 + model.config().n_layers * (g.has_mlps() ? 2 : 1);
+  const int total = options.method == EdgeMethod::Eap ? 1 : ig ? steps : nodes * steps;
   const int64_t B = clean.size, T = clean.seq, ND = B * T * model.config().d_model;
   const size_t n_acts = model.graph().activations().size();
-  auto backward_tape = [&] {
+  auto forward_tape = [&] {  // what a backward from the top reads
     Tape t(n_acts);
     for (int L = 0; L < model.config().n_layers; ++L) model.keep_for_backward(L, t);
+    return t;
+  };
+  auto backward_tape = [&] {
+    Tape t = forward_tape();
     keep_sources(model, t);
     return t;
   };
   // The plain runs: the sources' difference, and the metric's references. The run the first
   // gradient is taken on (clean for EAP, corrupted for EAP-IG's k = 0) keeps its backward's state.
-  Tape clean_tape = ig ? Tape(n_acts) : backward_tape();
-  if (ig) keep_sources(model, clean_tape);
+  Tape clean_tape = options.method == EdgeMethod::Eap ? backward_tape() : Tape(n_acts);
+  keep_sources(model, clean_tape);
   Tape corrupted_tape = ig ? backward_tape() : Tape(n_acts);
   if (!ig) keep_sources(model, corrupted_tape);
   const detail::Pass clean_pass = detail::forward_pass(model, clean, Tensor(), clean_tape, 0);
@@ -303,25 +318,51 @@ EdgeGraph edge_attribution(const Model& model, const Batch& clean, const Batch& 
     add_rows(g.head_input_index(L, 0, 0), model.head_inputs_backward(L, x, d));  // [3, H, B, T, D]
   };
 
-  for (int k = 0; k < steps; ++k) {
-    const detail::Pass* pass = ig ? &corrupted_pass : &clean_pass;
-    const Tape* tape = ig ? &corrupted_tape : &clean_tape;
-    detail::Pass step_pass;
-    Tape step_tape(n_acts);
-    if (k > 0) {  // the embeddings k/m of the way from corrupted to clean
-      Tensor resid0 = corrupted_pass.resid_pre[0].clone();
-      const float alpha = static_cast<float>(k) / steps;
-      const float* c = clean_pass.resid_pre[0].data();
-      float* r = resid0.data_mut();
-      for (int64_t i = 0; i < resid0.numel(); ++i) r[i] += alpha * (c[i] - r[i]);
-      for (int L = 0; L < model.config().n_layers; ++L) model.keep_for_backward(L, step_tape);
-      step_pass = detail::forward_pass(model, corrupted, resid0, step_tape, 0);
-      pass = &step_pass;
-      tape = &step_tape;
-    }
+  // One gradient: a forward (or the plain run's, kept) and the backward through the hooks.
+  int done = 0;
+  auto gradient_of = [&](const detail::Pass& pass, const Tape& tape, int cut_attention, int cut_mlp) {
     GradientSink nothing(n_acts);
-    detail::backward_pass(model, clean, *pass, *tape, scorer.gradient(pass->hidden), nothing, 0, &hooks);
-    if (options.progress) options.progress(k + 1, steps);
+    hooks.cut_attention = cut_attention;
+    hooks.cut_mlp = cut_mlp;
+    detail::backward_pass(model, clean, pass, tape, scorer.gradient(pass.hidden), nothing, 0, &hooks);
+    if (options.progress) options.progress(++done, total);
+  };
+  auto interpolate = [](const Tensor& from, const Tensor& to, float alpha) {  // from + alpha (to - from)
+    Tensor out = from.clone();
+    float* r = out.data_mut();
+    for (int64_t i = 0; i < out.numel(); ++i) r[i] += alpha * (to.data()[i] - r[i]);
+    return out;
+  };
+  switch (options.method) {
+    case EdgeMethod::Eap:
+      gradient_of(clean_pass, clean_tape, -1, -1);
+      break;
+    case EdgeMethod::EapIgInputs:
+      for (int k = 0; k < steps; ++k) {
+        if (k == 0) {  // the corrupted run itself
+          gradient_of(corrupted_pass, corrupted_tape, -1, -1);
+          continue;
+        }
+        Tape tape = forward_tape();
+        const Tensor resid0 = interpolate(corrupted_pass.resid_pre[0], clean_pass.resid_pre[0], float(k) / steps);
+        gradient_of(detail::forward_pass(model, clean, resid0, tape, 0), tape, -1, -1);
+      }
+      break;
+    case EdgeMethod::EapIgActivations:
+      // Each node's output (the input's embeddings, a layer's heads together, an MLP) k/m of the
+      // way from corrupted to clean, k = 1 .. m, on the clean run, one node at a time.
+      for (int node = 0; node < nodes; ++node) {
+        const int L = (node - 1) / (g.has_mlps() ? 2 : 1);
+        const bool mlp = node > 0 && g.has_mlps() && (node - 1) % 2 == 1;
+        const ActId act = node == 0 ? model.acts().embed : mlp ? model.acts().layers[L].mlp_out : model.acts().layers[L].result;
+        for (int k = 1; k <= steps; ++k) {
+          Tape tape = forward_tape();
+          tape.set(act, interpolate(corrupted_tape[act], clean_tape[act], float(k) / steps));
+          gradient_of(detail::forward_pass(model, clean, Tensor(), tape, 0), tape, node > 0 && !mlp ? L : -1,
+                      mlp ? L : -1);
+        }
+      }
+      break;
   }
   // scores[s, d] = delta[s] . grads[d] for the sources before d, a layer's destinations at a time.
   float* scores = g.scores_mut();
@@ -332,7 +373,7 @@ EdgeGraph edge_attribution(const Model& model, const Batch& clean, const Batch& 
                   0.0f, scores + d0, g.n_destinations());
     d0 = d1;
   }
-  kernels::scale(scores, g.scores().numel(), 1.0f / static_cast<float>(B * steps));
+  kernels::scale(scores, g.scores().numel(), 1.0f / static_cast<float>(B * total));
   return g;
 }
 

@@ -19,7 +19,10 @@
 // is of the metric's batch mean, summed over positions and rows and divided by the number of rows
 // (EAP-IG's `partial(metric, mean=True)`; its `loss=True` metrics are the negation of ours). EAP
 // takes the gradient on the clean input; EAP-IG averages it over the inputs corrupted + k/m
-// (clean - corrupted) at the embeddings, k = 0 .. m-1.
+// (clean - corrupted) at the embeddings, k = 0 .. m-1; EAP-IG on activations over clean runs in
+// which one node's output (the embeddings, a layer's heads together, or an MLP) is set to
+// corrupted + k/m (clean - corrupted), k = 1 .. m, for each node in turn (no gradient passes into
+// the node set).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -106,10 +109,12 @@ class EdgeGraph {
 };
 
 enum class EdgeMethod {
-  Eap,          // the gradient on the clean input (Syed et al. 2023)
-  EapIgInputs,  // integrated gradients over the embeddings, `steps` points (Hanna et al. 2024)
+  Eap,               // the gradient on the clean input (Syed et al. 2023)
+  EapIgInputs,       // integrated gradients over the embeddings, `steps` points (Hanna et al. 2024)
+  EapIgActivations,  // each node's output interpolated in turn (EAP-IG's "EAP-IG-activations"):
+                     // `steps` points per node, the clean run otherwise; 1 + 2 x layers nodes
 };
-const char* edge_method_name(EdgeMethod m);  // "EAP", "EAP-IG"
+const char* edge_method_name(EdgeMethod m);  // "EAP", "EAP-IG", "EAP-IG (activations)"
 
 struct EdgeAttributionOptions {
   EdgeMethod method = EdgeMethod::EapIgInputs;

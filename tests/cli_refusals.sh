@@ -109,7 +109,7 @@ expect 1 "head 4: the model has heads 0..3" attention --model "$zoo" --text "$cl
 # answer to the subject; a mean over two prompts does far less.
 expect 1 "no activation named 'zz2'" forward --model "$zoo" --text "$clean" --zero zz2
 expect 1 "head 9" forward --model "$zoo" --text "$clean" --zero z2:9
-expect 1 "--method 'acdc': expected eap or eap-ig" circuit --model "$zoo" "${sweep[@]}" --method acdc
+expect 1 "--method 'acdc': expected eap-ig, eap or eap-ig-activations" circuit --model "$zoo" "${sweep[@]}" --method acdc
 expect 1 "--held-out 1: the experiment has 1 rows" circuit --model "$zoo" "${sweep[@]}" --held-out 1
 expect 1 "--json '$tmp/c.txt': expected a name ending in .json" circuit --model "$zoo" "${sweep[@]}" --json "$tmp/c.txt"
 expect 1 "top 999 edges: the graph has 262" circuit --model "$zoo" "${sweep[@]}" --top 999

@@ -83,7 +83,8 @@ TEST_CASE("EAP and EAP-IG edge scores match a torch reference of EAP-IG's graph,
     REQUIRE(dests.size() == static_cast<size_t>(names.n_destinations()));
     for (int d = 0; d < names.n_destinations(); ++d) CHECK(dests[d] == names.destination(d));
     for (const auto& [key, method, steps] : {std::make_tuple("eap", pp::EdgeMethod::Eap, 1),
-                                             std::make_tuple("eap_ig3", pp::EdgeMethod::EapIgInputs, 3)}) {
+                                             std::make_tuple("eap_ig3", pp::EdgeMethod::EapIgInputs, 3),
+                                             std::make_tuple("eap_ig_act2", pp::EdgeMethod::EapIgActivations, 2)}) {
       pp::EdgeAttributionOptions o;
       o.method = method;
       o.steps = steps;

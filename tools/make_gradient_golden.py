@@ -37,7 +37,8 @@ respect to it (TransformerLens backward hooks): where a tensor is used twice
 
 And edge attribution on EAP-IG's graph (hannamw/EAP-IG, written from its
 graph.py / attribute.py; not copied), for every model but the attention-only
-one: "eap/scores" and "eap_ig3/scores" [sources, destinations], sources
+one: "eap/scores", "eap_ig3/scores" and "eap_ig_act2/scores" [sources,
+destinations], sources
 input, a{L}.h{H} ..., m{L} in EAP-IG's forward order, destinations
 a{L}.h{H}<q> (all heads), <k>, <v>, m{L}, ..., logits in its backward order,
 0 where no edge. The forward here gives each head's q, k and v input and each
@@ -46,8 +47,11 @@ split q/k/v input, hook_mlp_in; on grouped-query models each query head's k and 
 from its own copy: ungrouped), so autograd gives the gradient at each
 destination directly. score[s, d] = sum over rows and positions of
 (corrupted - clean)[s] . grad[d] / rows, with the gradient of the batch mean of
-the logit difference taken on the clean input (EAP) or averaged over the
-embeddings corrupted + k/3 (clean - corrupted), k = 0, 1, 2 (EAP-IG, 3 steps).
+the logit difference taken on the clean input (EAP), averaged over the
+embeddings corrupted + k/3 (clean - corrupted), k = 0, 1, 2 (EAP-IG, 3 steps),
+or averaged over clean runs in which one node's output (hook_embed, a layer's
+hook_result, a hook_mlp_out) is the constant corrupted + k/2 (clean - corrupted),
+k = 1, 2, each node in turn (EAP-IG on activations, 2 steps).
 Sources are hook_embed, each head's hook_result and each hook_mlp_out.
 """
 
@@ -137,10 +141,14 @@ def grads_of(name, d, ids, mask, bad_ids):
     return out
 
 
-def eap_forward(A, ids, mask, resid0=None):
-    """The forward with a copy of the residual for every destination: (logits, inputs, sources)."""
+def eap_forward(A, ids, mask, resid0=None, override=None):
+    """The forward with a copy of the residual for every destination: (logits, inputs, sources).
+    override: (node, value) sets a node's output ("input": hook_embed, "a{L}": the layer's
+    hook_result [B,T,H,D], "m{L}": hook_mlp_out) to a constant."""
     pos = mg.position_ids_from_mask(mask)
     tok, pe = A.embed(ids, pos)
+    if override is not None and override[0] == "input":
+        tok = override[1].clone().requires_grad_(True)  # a leaf: everything after it has a gradient
     x = (tok if pe is None else tok + pe) if resid0 is None else resid0
     inputs, sources = OrderedDict(), OrderedDict([("input", tok)])
     kv_of = A.kv_of()
@@ -163,19 +171,25 @@ def eap_forward(A, ids, mask, resid0=None):
             q, k = A.rope(q, pos), A.rope(k, pos)
         z = mg.attention(q, k, v, mask, **A.attn_kwargs(L))[2]
         result = A.result(L, z)
+        if override is not None and override[0] == "a%d" % L:
+            result = override[1]
         for h in range(A.H):
             sources["a%d.h%d" % (L, h)] = result[:, :, h]
         attn_out = A.attn_out(L, result=result)
         mid = x + attn_out
         mlp_out = A.mlp_parts(L, A.norm(copy(x if A.parallel else mid, "m%d" % L), "ln2", L))[3]
+        if override is not None and override[0] == "m%d" % L:
+            mlp_out = override[1]
         sources["m%d" % L] = mlp_out
         x = mid + mlp_out
     logits = A.unembed(A.norm(copy(x, "logits"), "final"))
     return logits, inputs, sources
 
 
-def edge_scores(cfg, w, ids, mask, bad, steps):
-    """EAP (steps 0) or EAP-IG with `steps` points: [sources, destinations]."""
+def edge_scores(cfg, w, ids, mask, bad, steps, activations=False):
+    """EAP (steps 0), EAP-IG with `steps` points, or (activations) EAP-IG interpolating each node's
+    output in turn (k = 1 .. steps, the clean run otherwise; EAP-IG's get_scores_ig_activations):
+    [sources, destinations]."""
     for v in w.values():
         v.requires_grad_(False)
     A = mg.Arch(cfg, w)
@@ -187,15 +201,31 @@ def edge_scores(cfg, w, ids, mask, bad, steps):
         clean0, bad0 = A.resid0(ids_t, pos), A.resid0(bad_t, pos)
     names_src = list(clean_src)
     grads = None
-    for k in range(max(steps, 1)):
-        resid0 = None if steps == 0 else (bad0 + (k / steps) * (clean0 - bad0)).requires_grad_(True)
-        if resid0 is None:
-            tok = A.embed(ids_t, pos)[0]  # EAP: the clean input itself, with a leaf to differentiate
-            pe = A.embed(ids_t, pos)[1]
-            resid0 = (tok if pe is None else tok + pe).clone().requires_grad_(True)
-        logits, inputs, _ = eap_forward(A, ids_t, mask_t, resid0)
+    runs = []  # (resid0, override) per gradient
+    if activations:
+        nodes = ["input"] + [n for L in range(A.n_layers) for n in ("a%d" % L, "m%d" % L)]
+        for node in nodes:
+            if node.startswith("a"):
+                heads = ["%s.h%d" % (node, h) for h in range(A.H)]
+                c, b = (torch.stack([src[n] for n in heads], 2) for src in (clean_src, bad_src))
+            else:
+                c, b = clean_src[node], bad_src[node]
+            for k in range(1, steps + 1):
+                runs.append((None, (node, b + (k / steps) * (c - b))))
+    else:
+        for k in range(max(steps, 1)):
+            runs.append((None if steps == 0 else bad0 + (k / steps) * (clean0 - bad0), None))
+    for resid0, override in runs:
+        if resid0 is None:  # the clean input, with a leaf to differentiate
+            tok, pe = A.embed(ids_t, pos)
+            resid0 = tok if pe is None else tok + pe
+        resid0 = resid0.clone().requires_grad_(True)
+        if override is not None and override[0] == "input":
+            resid0 = None  # the embeddings are the override; the positions are added to it
+        logits, inputs, _ = eap_forward(A, ids_t, mask_t, resid0, override)
         logit_diff(logits).mean().backward()
-        step = OrderedDict((d, t.grad.detach().clone()) for d, t in inputs.items())
+        step = OrderedDict((d, t.grad.detach().clone() if t.grad is not None else torch.zeros_like(t))
+                           for d, t in inputs.items())
         grads = step if grads is None else OrderedDict((d, grads[d] + step[d]) for d in grads)
     names_dst = list(grads)
     n_heads, parallel = A.H, A.parallel
@@ -211,7 +241,7 @@ def edge_scores(cfg, w, ids, mask, bad, steps):
                 prev += n_heads
         for i in range(prev):
             delta = bad_src[names_src[i]] - clean_src[names_src[i]]
-            scores[i, j] = (delta * grads[d]).sum() / B / max(steps, 1)
+            scores[i, j] = (delta * grads[d]).sum() / B / len(runs)
     return scores, names_src, names_dst
 
 
@@ -231,8 +261,8 @@ def main():
         meta_names = {}
         if name != "gpt2-attn-only":  # EAP-IG's graph has MLPs (make_golden.Arch has no attention-only form)
             cfg, w = mg.load_checkpoint(d)
-            for key, steps in (("eap", 0), ("eap_ig3", 3)):
-                scores, src, dst = edge_scores(cfg, w, ids, mask, bad, steps)
+            for key, steps, act in (("eap", 0, False), ("eap_ig3", 3, False), ("eap_ig_act2", 2, True)):
+                scores, src, dst = edge_scores(cfg, w, ids, mask, bad, steps, act)
                 tensors[key + "/scores"] = scores.to(torch.float32)
             meta_names = {"sources": json.dumps(src), "destinations": json.dumps(dst)}
         path = os.path.join(d, "gradients.safetensors")

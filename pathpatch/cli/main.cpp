@@ -348,13 +348,15 @@ int cmd_circuit(const pp::Model& m, const Experiment& x, const CircuitSpec& c) {
   const Experiment test = c.held_out > 0 ? rows_of(x, B - c.held_out, c.held_out) : x;
   pp::EdgeAttributionOptions o;
   if (c.method == "eap") o.method = pp::EdgeMethod::Eap;
-  else if (c.method != "eap-ig") throw pp::InputError("--method '" + c.method + "': expected eap or eap-ig");
+  else if (c.method == "eap-ig-activations") o.method = pp::EdgeMethod::EapIgActivations;
+  else if (c.method != "eap-ig")
+    throw pp::InputError("--method '" + c.method + "': expected eap-ig, eap or eap-ig-activations");
   o.steps = c.steps;
   ProgressBar bar(c.method);
   o.progress = bar.callback();
   pp::EdgeGraph g = pp::edge_attribution(m, fit.clean, fit.corrupted, fit.metric, o);
   const std::string scored_by =
-      std::string(pp::edge_method_name(o.method)) + (c.method == "eap-ig" ? " (" + std::to_string(c.steps) + " steps)" : "");
+      std::string(pp::edge_method_name(o.method)) + (c.method == "eap" ? "" : ", " + std::to_string(c.steps) + " steps");
   std::printf("%s scores of %lld edges on %lld rows (metric: %s); the largest:\n", scored_by.c_str(),
               static_cast<long long>(g.n_edges()), static_cast<long long>(fit.clean.size), fit.metric.name().c_str());
   const auto ranked = g.edges_by_score();
@@ -576,7 +578,9 @@ int main(int argc, char** argv) {
       "circuit", "Score every edge with gradients (EAP-IG, EAP), choose a circuit, and test it exactly by patching");
   add_model(circuit);
   spec.add_options(circuit);
-  circuit->add_option("--method", circuit_spec.method, "eap-ig (integrated gradients) or eap")->capture_default_str();
+  circuit->add_option("--method", circuit_spec.method,
+                      "eap-ig (integrated gradients over the embeddings), eap, or eap-ig-activations")
+      ->capture_default_str();
   circuit->add_option("--steps", circuit_spec.steps, "EAP-IG's integration steps")->capture_default_str();
   circuit->add_option("--top", circuit_spec.top, "The circuit: the N edges of largest |score| (then pruned)")
       ->capture_default_str();

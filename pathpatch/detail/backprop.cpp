@@ -74,17 +74,24 @@ void backward_pass(const Model& m, const Batch& batch, const Pass& p, const Tape
   for (int L = c.n_layers - 1; L >= lowest; --L) {
     const LayerActs& la = acts.layers[L];
     sink.put(la.resid_post, g);
+    const bool mlp_cut = hooks && hooks->cut_mlp == L, attention_cut = hooks && hooks->cut_attention == L;
     Tensor d_mlp_in;  // through the MLP alone
-    if (!c.attn_only) d_mlp_in = m.mlp_backward(L, c.parallel_residual ? p.resid_pre[L] : p.resid_mid[L], tape, g, sink);
+    if (!c.attn_only && !mlp_cut)
+      d_mlp_in = m.mlp_backward(L, c.parallel_residual ? p.resid_pre[L] : p.resid_mid[L], tape, g, sink);
     if (d_mlp_in.defined() && hooks && hooks->mlp_input) hooks->mlp_input(L, d_mlp_in);
     Tensor g_mid = g;  // d aL (resid_mid): the MLP's output goes straight into resid_post
     if (d_mlp_in.defined() && !c.parallel_residual) g_mid = sum(g, d_mlp_in);
     sink.put(la.resid_mid, g_mid);
-    const Tensor dz = m.attention_out_backward(L, p.z[L], g_mid, sink);
-    Tensor g_pre = sum(g_mid, m.attention_z_backward(L, p.resid_pre[L], batch, tape, dz, sink,
-                                                     want_heads ? &per_head : nullptr));
-    if (want_heads) hooks->head_inputs(L, p.resid_pre[L], per_head);
-    if (d_mlp_in.defined() && c.parallel_residual) add_to(g_pre, d_mlp_in);
+    Tensor g_pre = g_mid;
+    if (!attention_cut) {
+      const Tensor dz = m.attention_out_backward(L, p.z[L], g_mid, sink);
+      g_pre = sum(g_mid, m.attention_z_backward(L, p.resid_pre[L], batch, tape, dz, sink, want_heads ? &per_head : nullptr));
+      if (want_heads) hooks->head_inputs(L, p.resid_pre[L], per_head);
+    }
+    if (d_mlp_in.defined() && c.parallel_residual) {
+      if (attention_cut) g_pre = g_pre.clone();  // g_mid is g itself, still the sink's
+      add_to(g_pre, d_mlp_in);
+    }
     sink.put(la.resid_pre, g_pre);
     g = g_pre;
   }

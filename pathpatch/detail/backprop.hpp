@@ -31,6 +31,9 @@ struct BackwardHooks {
   std::function<void(int layer, const Tensor& d_mlp_input)> mlp_input;            // through the MLP alone
   // Each query head's own q, k, v gradients before RoPE, [B,T,H,E] (k, v not summed over a group).
   std::function<void(int layer, const Tensor& x, const HeadInputGrads& d)> head_inputs;
+  // A layer whose attention (all heads) or MLP output the forward took from outside (Tape::set):
+  // no gradient passes into it, as into a constant (-1: none).
+  int cut_attention = -1, cut_mlp = -1;
 };
 
 // From d hidden down to the residual entering layer `lowest`, handing each activation's gradient

@@ -356,7 +356,7 @@ class EdgeGraph:
     def _repr_svg_(self) -> str: ...
 
 def edge_attribution(model: Model, clean: Input, corrupted: Input, metric: Metric, *,
-                     method: Literal["eap-ig", "eap"] = "eap-ig", steps: int = 5,
+                     method: Literal["eap-ig", "eap", "eap-ig-activations"] = "eap-ig", steps: int = 5,
                      progress: Progress = None) -> EdgeGraph: ...
 
 class Faithfulness:

@@ -159,7 +159,9 @@ from select_top / select_threshold / select_greedy; to_json / from_json in EAP-I
           Batch c = to_batch(*model, clean, "clean"), x = to_batch(*model, corrupted, "corrupted");
           EdgeAttributionOptions o;
           if (method == "eap") o.method = EdgeMethod::Eap;
-          else if (method != "eap-ig") throw InputError("method '" + method + "': expected 'eap-ig' or 'eap'");
+          else if (method == "eap-ig-activations") o.method = EdgeMethod::EapIgActivations;
+          else if (method != "eap-ig")
+            throw InputError("method '" + method + "': expected 'eap-ig', 'eap' or 'eap-ig-activations'");
           o.steps = steps;
           o.progress = progress_callback(progress);
           const Metric fit = fitted(metric, c.size);

@@ -40,14 +40,7 @@ int main(int argc, char** argv) {
   const int64_t B = 8, T = 16;
   pp::Model model = bench::gpt2_small().random();
   const pp::ModelConfig& c = model.config();
-  // The same inputs as bench_sweeps and the PyTorch script: corrupted at position T/2.
-  std::vector<std::vector<int32_t>> rows(B), bad(B);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) rows[b].push_back(static_cast<int32_t>((b * 7919 + t * 104729) % c.vocab_size));
-  bad = rows;
-  for (auto& r : bad) r[T / 2] = (r[T / 2] + 1) % c.vocab_size;
-  const pp::Batch clean = pp::Batch::from_rows(rows), corrupt = pp::Batch::from_rows(bad);
-  const pp::Metric metric = pp::Metric::logit_diff(std::vector<int32_t>(B, 100), std::vector<int32_t>(B, 200));
+  const auto [clean, corrupt, metric] = bench::inputs(c, B, T);  // bench_sweeps' and the PyTorch script's
 
   pp::RunOptions plain;
   plain.logits = false;

@@ -33,10 +33,7 @@ int main(int argc, char** argv) {
     std::printf("%-8s %10s %12s %10s %13s %10s %12s %10s\n", "shape", "ms", "tokens/s", "GFLOP/s", "SGEMM GFLOP/s",
                 "of SGEMM", "torch ms", "speed-up");
     for (auto [B, T] : {std::pair<int64_t, int64_t>{8, 64}, {1, 128}}) {
-      std::vector<std::vector<int32_t>> rows(B);
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T; ++t) rows[b].push_back(static_cast<int32_t>((b * 7919 + t * 104729) % c.vocab_size));
-      pp::Batch batch = pp::Batch::from_rows(rows);
+      const pp::Batch batch = bench::inputs(c, B, T).clean;
       double flops = 0;
       std::map<std::string, double> by_step;
       double s = bench::time_median([&] {

@@ -61,15 +61,7 @@ int main(int argc, char** argv) {
   const pp::ModelConfig& c = model.config();
   const double D = c.d_model, E = c.d_head, L = c.n_layers, H = c.n_heads;
 
-  // The same inputs as the PyTorch script: corrupted at position T/2.
-  std::vector<std::vector<int32_t>> rows(B), bad(B);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) rows[b].push_back(static_cast<int32_t>((b * 7919 + t * 104729) % c.vocab_size));
-  bad = rows;
-  for (auto& r : bad) r[T / 2] = (r[T / 2] + 1) % c.vocab_size;
-  pp::Batch clean = pp::Batch::from_rows(rows), corrupt = pp::Batch::from_rows(bad);
-  std::vector<int32_t> answer(B, 100), wrong(B, 200);
-  pp::Metric metric = pp::Metric::logit_diff(answer, wrong);
+  const auto [clean, corrupt, metric] = bench::inputs(c, B, T);  // the same as the PyTorch script's
   const double peak = bench::gemm_floor([&] { pp::forward(model, clean); }).gflops();
   std::printf("SGEMM on the model's products at %ldx%ld: %.1f GFLOP/s (the baseline)\n", B, T, peak);
 

@@ -169,4 +169,14 @@ void apply_gemm_option(int argc, char** argv) {
     }
 }
 
+Inputs inputs(const pathpatch::ModelConfig& c, int64_t B, int64_t T) {
+  std::vector<std::vector<int32_t>> rows(B);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) rows[b].push_back(static_cast<int32_t>((b * 7919 + t * 104729) % c.vocab_size));
+  std::vector<std::vector<int32_t>> bad = rows;
+  for (auto& r : bad) r[T / 2] = (r[T / 2] + 1) % c.vocab_size;
+  return {pathpatch::Batch::from_rows(rows), pathpatch::Batch::from_rows(bad),
+          pathpatch::Metric::logit_diff(std::vector<int32_t>(B, 100), std::vector<int32_t>(B, 200))};
+}
+
 }  // namespace bench

@@ -46,6 +46,15 @@ Shape pythia_160m();
 // soft-caps, sliding windows of 4096 in every other layer, vocab 50304.
 Shape gemma2_small();
 
+// The benchmarks' inputs, the same as bench/torch_reference.py's: B rows of T ids
+// (b * 7919 + t * 104729) mod vocab; the corrupted copy changes position T/2; the metric is the
+// logit difference of tokens 100 and 200 at the last position.
+struct Inputs {
+  pathpatch::Batch clean, corrupted;
+  pathpatch::Metric metric;
+};
+Inputs inputs(const pathpatch::ModelConfig& config, int64_t B, int64_t T);
+
 // Writes a random checkpoint of the shape (F32 safetensors) and its config for the PyTorch script;
 // returns the folder.
 std::filesystem::path export_for_torch(const Shape& shape, uint64_t seed);

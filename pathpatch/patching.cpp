@@ -299,13 +299,7 @@ Result path_patch(const Model& model, const Batch& clean, const Batch& corrupted
 namespace {
 
 SweepResult grid(const Model& m, const std::string& title, const Scorer& scorer, int columns, bool mlp_column) {
-  SweepResult res;
-  res.title = title;
-  res.metric = scorer.metric().name();
-  res.clean = scorer.clean_value();
-  res.corrupted = scorer.corrupted_value();
-  res.clean_rows = scorer.clean_rows();
-  res.corrupted_rows = scorer.corrupted_rows();
+  SweepResult res = detail::scored_result(title, scorer);
   res.axes = {"layer", "head"};
   res.labels.push_back(numbers(m.config().n_layers));
   std::vector<std::string> heads = numbers(m.config().n_heads);

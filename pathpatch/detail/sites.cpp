@@ -87,14 +87,19 @@ int site_heads(const Model& model, const std::string& name, const SiteLayout& la
   return kv ? graph.n_kv_heads() : graph.n_heads();
 }
 
-SweepResult site_result(const std::string& name, const SiteLayout& layout, int heads, const Scorer& scorer) {
+SweepResult scored_result(const std::string& title, const Scorer& scorer) {
   SweepResult res;
-  res.title = name;
+  res.title = title;
   res.metric = scorer.metric().name();
   res.clean = scorer.clean_value();
   res.corrupted = scorer.corrupted_value();
   res.clean_rows = scorer.clean_rows();
   res.corrupted_rows = scorer.corrupted_rows();
+  return res;
+}
+
+SweepResult site_result(const std::string& name, const SiteLayout& layout, int heads, const Scorer& scorer) {
+  SweepResult res = scored_result(name, scorer);
   Shape shape{static_cast<int64_t>(layout.layers.size())};
   res.axes.push_back("layer");
   std::vector<std::string> layer_labels;

@@ -31,6 +31,9 @@ inline int64_t site_cell(const SiteLayout& l, int heads, size_t layer_index, siz
   const int64_t G = l.pos_axis ? static_cast<int64_t>(l.groups.size()) : 1;
   return (static_cast<int64_t>(layer_index) * G + (l.pos_axis ? static_cast<int64_t>(group) : 0)) * heads + head;
 }
+// A sweep's result before any value: its title and the metric's name and references (the clean
+// and corrupted runs' values, batch means and rows).
+SweepResult scored_result(const std::string& title, const Scorer& scorer);
 // A site's result before any value: title, metric, references, axes (layer, [position], [head]),
 // labels, values all NaN.
 SweepResult site_result(const std::string& name, const SiteLayout& layout, int heads, const Scorer& scorer);

@@ -70,29 +70,32 @@ Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, 
   Tensor dk_h = ungroup ? Tensor::uninitialized({B, T, H, E}) : Tensor();
   Tensor dv_h = ungroup ? Tensor::uninitialized({B, T, H, E}) : Tensor();
   std::vector<float> ds(T * T);
-  kernels::SingleThreadedBlas one_thread(T * T * E < (1 << 22));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t kv = h / groups;
-      const float* p = pattern.data() + (b * H + h) * T * T;
-      const float* dz_h = dz.data() + b * T * H * E + h * E;  // rows of stride H*E
-      const float* q_h = q.data() + b * T * H * E + h * E;
-      const float* k_g = k.data() + b * T * G * E + kv * E;   // rows of stride G*E
-      const float* v_g = v.data() + b * T * G * E + kv * E;
-      kernels::gemm(false, true, T, T, E, dz_h, H * E, v_g, G * E, 0.0f, ds.data(), T);  // dP
-      if (keep_dpattern) std::memcpy(dpattern_all.data_mut() + (b * H + h) * T * T, ds.data(), T * T * sizeof(float));
-      kernels::gemm(true, false, T, E, T, p, T, dz_h, H * E, 1.0f, dv.data_mut() + b * T * G * E + kv * E, G * E);
-      if (ungroup)
-        kernels::gemm(true, false, T, E, T, p, T, dz_h, H * E, 0.0f, dv_h.data_mut() + b * T * H * E + h * E, H * E);
-      for (int64_t i = 0; i < T; ++i) kernels::softmax_row_backward(p + i * T, T, ds.data() + i * T);
-      if (keep_dscores) std::memcpy(dscores_all.data_mut() + (b * H + h) * T * T, ds.data(), T * T * sizeof(float));
-      if (capped) kernels::softcap_backward(tape[la.scores].data() + (b * H + h) * T * T, T * T, cfg_.attn_softcap, ds.data());
-      kernels::scale(ds.data(), T * T, cfg_.attn_scale);
-      kernels::gemm(false, false, T, E, T, ds.data(), T, k_g, G * E, 0.0f, dq.data_mut() + b * T * H * E + h * E, H * E);
-      kernels::gemm(true, false, T, E, T, ds.data(), T, q_h, H * E, 1.0f, dk.data_mut() + b * T * G * E + kv * E, G * E);
-      if (ungroup)
-        kernels::gemm(true, false, T, E, T, ds.data(), T, q_h, H * E, 0.0f, dk_h.data_mut() + b * T * H * E + h * E, H * E);
-    }
+  {
+    // Per-head products are small: one BLAS thread each (as the forward's), for this loop only.
+    kernels::SingleThreadedBlas one_thread(T * T * E < (1 << 22));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kv = h / groups;
+        const float* p = pattern.data() + (b * H + h) * T * T;
+        const float* dz_h = dz.data() + b * T * H * E + h * E;  // rows of stride H*E
+        const float* q_h = q.data() + b * T * H * E + h * E;
+        const float* k_g = k.data() + b * T * G * E + kv * E;   // rows of stride G*E
+        const float* v_g = v.data() + b * T * G * E + kv * E;
+        kernels::gemm(false, true, T, T, E, dz_h, H * E, v_g, G * E, 0.0f, ds.data(), T);  // dP
+        if (keep_dpattern) std::memcpy(dpattern_all.data_mut() + (b * H + h) * T * T, ds.data(), T * T * sizeof(float));
+        kernels::gemm(true, false, T, E, T, p, T, dz_h, H * E, 1.0f, dv.data_mut() + b * T * G * E + kv * E, G * E);
+        if (ungroup)
+          kernels::gemm(true, false, T, E, T, p, T, dz_h, H * E, 0.0f, dv_h.data_mut() + b * T * H * E + h * E, H * E);
+        for (int64_t i = 0; i < T; ++i) kernels::softmax_row_backward(p + i * T, T, ds.data() + i * T);
+        if (keep_dscores) std::memcpy(dscores_all.data_mut() + (b * H + h) * T * T, ds.data(), T * T * sizeof(float));
+        if (capped) kernels::softcap_backward(tape[la.scores].data() + (b * H + h) * T * T, T * T, cfg_.attn_softcap, ds.data());
+        kernels::scale(ds.data(), T * T, cfg_.attn_scale);
+        kernels::gemm(false, false, T, E, T, ds.data(), T, k_g, G * E, 0.0f, dq.data_mut() + b * T * H * E + h * E, H * E);
+        kernels::gemm(true, false, T, E, T, ds.data(), T, q_h, H * E, 1.0f, dk.data_mut() + b * T * G * E + kv * E, G * E);
+        if (ungroup)
+          kernels::gemm(true, false, T, E, T, ds.data(), T, q_h, H * E, 0.0f, dk_h.data_mut() + b * T * H * E + h * E, H * E);
+      }
+  }
   grads.put(la.pattern, dpattern_all);
   grads.put(la.scores, dscores_all);
   grads.put(la.v, dv);
@@ -117,7 +120,7 @@ Tensor Model::attention_z_backward(int L, const Tensor& x, const Batch& layout, 
   return norm_backward(x, lw.attn_norm, dxn);
 }
 
-Tensor Model::head_inputs_backward(int L, const Tensor& x, const HeadInputGrads& d) const {
+void Model::head_inputs_backward(int L, const Tensor& x, const HeadInputGrads& d, float* sum) const {
   const LayerWeights& lw = w_.layers[L];
   const int64_t B = x.size(0), T = x.size(1), N = B * T, D = cfg_.d_model, H = cfg_.n_heads, E = cfg_.d_head,
                 groups = H / cfg_.n_kv_heads;
@@ -126,17 +129,16 @@ Tensor Model::head_inputs_backward(int L, const Tensor& x, const HeadInputGrads&
   Tensor xhat = Tensor::uninitialized({N, D});
   std::vector<float> inv(N);
   kernels::norm_statistics(x.data(), N, D, centred, cfg_.norm_eps, xhat.data_mut(), inv.data());
-  Tensor out = Tensor::uninitialized({3, H, B, T, D});
+  Tensor dx = Tensor::uninitialized({B, T, D});  // one input's at a time: it stays in cache
   const Linear* weights[3] = {&lw.q, &lw.k, &lw.v};
   const Tensor* grads[3] = {&d.q, &d.k, &d.v};
   for (int r = 0; r < 3; ++r)
     for (int64_t h = 0; h < H; ++h) {
-      float* dx = out.data_mut() + (r * H + h) * N * D;
       const int64_t block = r == 0 ? h : h / groups;  // the weights the head reads
-      weights[r]->apply_transposed(grads[r]->data() + h * E, H * E, N, dx, D, block * E, E);
-      kernels::norm_backward_in_place(xhat.data(), inv.data(), N, D, lw.attn_norm.w.data(), centred, dx);
+      weights[r]->apply_transposed(grads[r]->data() + h * E, H * E, N, dx.data_mut(), D, block * E, E);
+      kernels::norm_backward_in_place(xhat.data(), inv.data(), N, D, lw.attn_norm.w.data(), centred, dx.data_mut());
+      kernels::add_inplace(sum + (r * H + h) * N * D, dx.data(), N * D);
     }
-  return out;
 }
 
 Tensor Model::attention_out_backward(int L, const Tensor& z, const Tensor& dout, GradientSink& grads) const {

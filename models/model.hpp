@@ -85,8 +85,9 @@ class Model final : public Backend {
   Tensor attention_z_backward(int layer, const Tensor& x, const Batch& layout, const Tape& tape, const Tensor& dz,
                               GradientSink& grads, HeadInputGrads* per_head = nullptr) const;  // -> d resid [B,T,D]
   // The gradients at every head's q, k and v inputs: the residual x [B,T,D] that enters the layer,
-  // as each input alone sees it, from per_head's gradients. [3, H, B, T, D]: role, then head.
-  Tensor head_inputs_backward(int layer, const Tensor& x, const HeadInputGrads& d) const;
+  // as each input alone sees it, from per_head's gradients, added to `sum` [3, H, B, T, D] (role,
+  // then head): edge attribution sums them over its steps.
+  void head_inputs_backward(int layer, const Tensor& x, const HeadInputGrads& d, float* sum) const;
   Tensor attention_out_backward(int layer, const Tensor& z, const Tensor& dout, GradientSink& grads) const;  // -> dz
   Tensor mlp_backward(int layer, const Tensor& x, const Tape& tape, const Tensor& dout, GradientSink& grads) const;
   Tensor final_norm_backward(const Tensor& x, const Tensor& dy) const;

@@ -315,7 +315,7 @@ EdgeGraph edge_attribution(const Model& model, const Batch& clean, const Batch& 
   hooks.logits_input = [&](const Tensor& d) { add_rows(g.logits_index(), d); };
   hooks.mlp_input = [&](int L, const Tensor& d) { add_rows(g.mlp_input_index(L), d); };
   hooks.head_inputs = [&](int L, const Tensor& x, const HeadInputGrads& d) {
-    add_rows(g.head_input_index(L, 0, 0), model.head_inputs_backward(L, x, d));  // [3, H, B, T, D]
+    model.head_inputs_backward(L, x, d, grads.data_mut() + int64_t(g.head_input_index(L, 0, 0)) * ND);
   };
 
   // One gradient: a forward (or the plain run's, kept) and the backward through the hooks.

@@ -509,6 +509,128 @@ Faithfulness faithfulness(const Model& model, const Batch& clean, const Batch& c
   return f;
 }
 
+Tensor rebuilt_hidden(const Model& m, const Batch& batch, const EdgeGraph& g, const std::vector<Tensor>& ablated) {
+  check_inputs(m, {batch});
+  check_graph(m, g);
+  const ModelConfig& c = m.config();
+  const int64_t B = batch.size, T = batch.seq, D = c.d_model, H = c.n_heads, N = B * T;
+  if (static_cast<int>(ablated.size()) != g.n_sources())
+    throw InputError("ablated values: " + std::to_string(ablated.size()) + " for " + std::to_string(g.n_sources()) +
+                     " sources");
+  for (int s = 0; s < g.n_sources(); ++s)
+    if (!ablated[s].defined() || (ablated[s].shape() != Shape{D} && ablated[s].shape() != Shape{B, T, D}))
+      throw InputError("ablated value of '" + g.source(s) + "': expected [" + std::to_string(D) + "] or [" +
+                       std::to_string(B) + ", " + std::to_string(T) + ", " + std::to_string(D) + "]");
+  Tape tape(m.graph().activations().size());
+  tape.keep(m.acts().embed);
+  for (const LayerActs& la : m.acts().layers) tape.keep(la.result);
+  std::vector<Tensor> out(g.n_sources());  // each source's output in this run [B,T,D]
+  Tensor x = m.embed(batch, Window{0, T}, tape);
+  out[g.input_index()] = tape[m.acts().embed];
+  // The input of destination d: x less what the edges outside the circuit take away.
+  auto input_of = [&](int d, const Tensor& residual) {
+    Tensor in;
+    for (int s = 0; s < g.first_after(d); ++s) {
+      if (g.in_circuit(s, d)) continue;
+      if (!in.defined()) in = residual.clone();
+      const Tensor& a = ablated[s];
+      float* p = in.data_mut();
+      const float* o = out[s].data();
+      for (int64_t i = 0; i < N * D; ++i) p[i] -= o[i] - a.data()[a.numel() == D ? i % D : i];
+    }
+    return in.defined() ? in : residual;
+  };
+  for (int L = 0; L < c.n_layers; ++L) {
+    AttnCall call;
+    std::vector<const float*> seen;  // distinct inputs, by storage
+    auto index_of = [&](const Tensor& t) {
+      for (size_t i = 0; i < seen.size(); ++i)
+        if (seen[i] == t.data()) return static_cast<int>(i);
+      seen.push_back(t.data());
+      call.in.x.push_back(t);
+      return static_cast<int>(seen.size() - 1);
+    };
+    call.in.q.resize(H);
+    call.in.k.resize(H);
+    call.in.v.resize(H);
+    for (int h = 0; h < H; ++h) {
+      call.in.q[h] = index_of(input_of(g.head_input_index(L, h, 0), x));
+      call.in.k[h] = index_of(input_of(g.head_input_index(L, h, 1), x));
+      call.in.v[h] = index_of(input_of(g.head_input_index(L, h, 2), x));
+    }
+    call.hi = T;
+    call.layout = &batch;
+    Tensor z = m.attention_z(L, call, tape).z;
+    Tensor attn = m.attention_out(L, z, tape);
+    const Tensor& result = tape[m.acts().layers[L].result];  // [B,T,H,D]
+    for (int h = 0; h < H; ++h) {
+      Tensor o = Tensor::uninitialized({B, T, D});
+      for (int64_t n = 0; n < N; ++n) std::copy_n(result.data() + (n * H + h) * D, D, o.data_mut() + n * D);
+      out[g.head_index(L, h)] = o;
+    }
+    Tensor mid = Tensor::uninitialized(x.shape());
+    kernels::add(x.data(), attn.data(), x.numel(), mid.data_mut());
+    if (g.has_mlps()) {
+      Tensor mlp = m.mlp(L, input_of(g.mlp_input_index(L), g.parallel() ? x : mid), tape);
+      out[g.mlp_index(L)] = mlp;
+      kernels::add_inplace(mid.data_mut(), mlp.data(), mid.numel());
+    }
+    x = mid;
+  }
+  return m.final_norm(input_of(g.logits_index(), x), tape);
+}
+
+namespace {
+
+// Each source's mean output over a batch's rows and real positions [D].
+std::vector<Tensor> source_means(const Model& m, const EdgeGraph& g, const Batch& batch) {
+  const size_t n_acts = m.graph().activations().size();
+  Tape tape(n_acts);
+  keep_sources(m, tape);
+  detail::forward_pass(m, batch, Tensor(), tape, m.config().n_layers);
+  const int64_t B = batch.size, T = batch.seq, D = m.config().d_model;
+  const Tensor rows = source_matrix(m, g, tape, B, T);  // [sources, B*T*D]
+  std::vector<Tensor> means;
+  int64_t real = 0;
+  for (int64_t b = 0; b < B; ++b) real += batch.length(b);
+  for (int s = 0; s < g.n_sources(); ++s) {
+    std::vector<double> sum(D, 0.0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        if (batch.real(b, t))
+          for (int64_t i = 0; i < D; ++i) sum[i] += rows.data()[(s * B * T + b * T + t) * D + i];
+    Tensor mean = Tensor::uninitialized({D});
+    for (int64_t i = 0; i < D; ++i) mean.data_mut()[i] = static_cast<float>(sum[i] / static_cast<double>(real));
+    means.push_back(mean);
+  }
+  return means;
+}
+
+}  // namespace
+
+Faithfulness mean_ablated_faithfulness(const Model& model, const Batch& clean, const Batch& corrupted_input,
+                                       const Batch& mean_over, const EdgeGraph& circuit, const Metric& metric) {
+  check_inputs(model, {clean, corrupted_input});
+  model.validate(mean_over, "the batch of the means");
+  check_graph(model, circuit);
+  const std::vector<Tensor> means = source_means(model, circuit, mean_over);
+  const EdgeGraph none = EdgeGraph::of(model);  // every edge ablated
+  auto cache = std::make_shared<Cache>();
+  const Scorer scorer(model, metric, clean, hidden_of(model, clean, cache), hidden_of(model, corrupted_input, cache));
+  Faithfulness f;
+  f.circuit_rows = scorer.per_example(rebuilt_hidden(model, clean, circuit, means));
+  f.circuit = metric_mean(f.circuit_rows);
+  f.clean = scorer.clean_value();
+  f.corrupted = metric_mean(scorer.per_example(rebuilt_hidden(model, clean, none, means)));
+  if (std::fabs(f.clean - f.corrupted) < 1e-6f)
+    throw InputError("faithfulness: the clean run and the run with every edge mean-ablated score the same (" +
+                     std::to_string(f.clean) + "), so there is nothing to recover");
+  f.faithfulness = (f.circuit - f.corrupted) / (f.clean - f.corrupted);
+  f.edges = circuit.circuit_edges();
+  f.nodes = circuit.circuit_nodes();
+  return f;
+}
+
 std::vector<float> exact_edge_scores(const Model& model, const Batch& clean, const Batch& corrupted,
                                      const EdgeGraph& graph, const std::vector<std::pair<int, int>>& edges,
                                      const Metric& metric, const PatchingOptions& options) {

@@ -138,6 +138,14 @@ CompiledRules circuit_rules(const Model& model, int64_t seq, const EdgeGraph& gr
 // "a2 a2.head a2.head3 a2.head3.k a1 a1.head a1.head0".
 Pattern edge_pattern(const EdgeGraph& graph, int source, int destination);
 
+// What an edge outside the circuit carries instead of its source's output in the clean run.
+enum class Ablation {
+  Corrupted,  // the corrupted run's (path patching with circuit_rules: exact on every family)
+  Mean,       // the mean of the source's output over a batch's rows and real positions (EAP-IG's
+              // "mean"): each destination's input rebuilt as the clean run's residual minus, for
+              // every source outside the circuit, its output less that mean
+};
+
 struct Faithfulness {
   float circuit = 0, clean = 0, corrupted = 0;  // the metric's batch means
   float faithfulness = 0;                       // (circuit - corrupted) / (clean - corrupted)
@@ -149,6 +157,21 @@ struct Faithfulness {
 // patching with circuit_rules), exactly. InputError if clean and corrupted score the same.
 Faithfulness faithfulness(const Model& model, const Batch& clean, const Batch& corrupted, const EdgeGraph& circuit,
                           const Metric& metric, std::shared_ptr<Cache> cache = nullptr);
+// The same with every edge outside the circuit carrying its source's mean over `mean_over`'s rows
+// (Ablation::Mean); `corrupted` is then the run with every edge so ablated (the empty circuit).
+// `corrupted_input` is the metric's corrupted reference where it needs one (KL, the normalised
+// logit difference). On Gemma-2 a head's output passes the post-attention norm before the
+// residual: there the rebuilt inputs ablate heads at hook_result, as EAP-IG does, not exactly.
+Faithfulness mean_ablated_faithfulness(const Model& model, const Batch& clean, const Batch& corrupted_input,
+                                       const Batch& mean_over, const EdgeGraph& circuit, const Metric& metric);
+
+// The clean run's final hidden states [B,T,D] with each destination's input rebuilt: the residual
+// as this run computes it, less, for every source whose edge into the destination is outside the
+// circuit, its output in this run minus ablated[source] ([D], broadcast, or [B,T,D]). With the
+// corrupted run's outputs it is circuit_rules' experiment (but on Gemma-2, whose post-norm sits
+// between the heads and the residual); with means, mean ablation. InputError for wrong shapes.
+Tensor rebuilt_hidden(const Model& model, const Batch& clean, const EdgeGraph& circuit,
+                      const std::vector<Tensor>& ablated);
 
 // The exact score of each edge given: the metric's batch mean on the clean run with that edge
 // alone patched from the corrupted run, minus the clean run's (ACDC's test, all edges planned

@@ -113,6 +113,7 @@ expect 1 "--method 'acdc': expected eap-ig, eap or eap-ig-activations" circuit -
 expect 1 "--held-out 1: the experiment has 1 rows" circuit --model "$zoo" "${sweep[@]}" --held-out 1
 expect 1 "--json '$tmp/c.txt': expected a name ending in .json" circuit --model "$zoo" "${sweep[@]}" --json "$tmp/c.txt"
 expect 1 "top 999 edges: the graph has 262" circuit --model "$zoo" "${sweep[@]}" --top 999
+expect 1 "--ablation 'zero': expected corrupted or mean" circuit --model "$zoo" "${sweep[@]}" --ablation zero
 "$cli" forward --model "$zoo" --text "$clean" --top 1 --zero z2:0,1 2>&1 | grep -q "row 0 next token:  ' John'" &&
   "$cli" forward --model "$zoo" --text "$clean" --text 'When Alice and Bob went to the park, Bob gave a ball to' --top 1 \
     --mean z2:0,1 2>&1 | grep -q "row 0 next token:  ' Mary'" ||

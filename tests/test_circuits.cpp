@@ -340,3 +340,57 @@ TEST_CASE("the zoo's IOI model: an EAP-IG circuit of 60 of 262 edges keeps 90% o
               f.faithfulness);
   CHECK(f.faithfulness >= 0.9f);
 }
+
+TEST_CASE("inputs rebuilt from their sources are path patching's circuit; mean ablation", "[circuits]") {
+  for (const char* name : {"gpt2", "llama-gqa", "pythia", "gpt2-attn-only"}) {
+    const pp::Model& m = pptest::model(name);
+    Inputs in = golden_inputs(name);
+    const pp::Metric metric = pp::Metric::logit_diff(in.answer, in.wrong);
+    pp::EdgeAttributionOptions eap;
+    eap.method = pp::EdgeMethod::Eap;
+    pp::EdgeGraph g = pp::edge_attribution(m, in.clean, in.corrupted, metric, eap);
+    g.select_top(12);
+    // Every edge outside the circuit carrying the corrupted run's output, as sources.
+    pp::RunOptions probes;
+    probes.interventions.push_back(pp::probe("hook_embed"));
+    for (int L = 0; L < m.config().n_layers; ++L) {
+      probes.interventions.push_back(pp::probe("result" + std::to_string(L)));
+      if (g.has_mlps()) probes.interventions.push_back(pp::probe("mlp_out" + std::to_string(L)));
+    }
+    const pp::Result bad = pp::forward(m, in.corrupted, probes);
+    const int64_t B = in.clean.size, T = in.clean.seq, D = m.config().d_model, H = m.config().n_heads;
+    std::vector<pp::Tensor> ablated(g.n_sources());
+    ablated[g.input_index()] = bad.probe("hook_embed");
+    for (int L = 0; L < m.config().n_layers; ++L) {
+      const pp::Tensor& result = bad.probe("result" + std::to_string(L));
+      for (int h = 0; h < H; ++h) {
+        pp::Tensor one = pp::Tensor::uninitialized({B, T, D});
+        for (int64_t n = 0; n < B * T; ++n)
+          std::copy_n(result.data() + (n * H + h) * D, D, one.data_mut() + n * D);
+        ablated[g.head_index(L, h)] = one;
+      }
+      if (g.has_mlps()) ablated[g.mlp_index(L)] = bad.probe("mlp_out" + std::to_string(L));
+    }
+    const pp::Faithfulness exact = pp::faithfulness(m, in.clean, in.corrupted, g, metric);
+    const pp::Scorer scorer(m, metric, in.clean, pp::forward(m, in.clean).hidden, bad.hidden);
+    const float rebuilt = scorer.mean(pp::rebuilt_hidden(m, in.clean, g, ablated));
+    INFO(name << ": path patching " << exact.circuit << ", rebuilt inputs " << rebuilt);
+    CHECK(rebuilt == Approx(exact.circuit).margin(1e-4));
+
+    // Mean ablation (over the corrupted batch): the whole graph keeps everything, none of it nothing.
+    pp::EdgeGraph all = pp::EdgeGraph::of(m);
+    all.select_all();
+    const pp::Faithfulness full = pp::mean_ablated_faithfulness(m, in.clean, in.corrupted, in.corrupted, all, metric);
+    CHECK(full.faithfulness == Approx(1.0f).margin(1e-4));
+    const pp::Faithfulness none =
+        pp::mean_ablated_faithfulness(m, in.clean, in.corrupted, in.corrupted, pp::EdgeGraph::of(m), metric);
+    CHECK(none.faithfulness == 0.0f);
+    const pp::Faithfulness some = pp::mean_ablated_faithfulness(m, in.clean, in.corrupted, in.corrupted, g, metric);
+    CHECK(std::isfinite(some.faithfulness));
+    CHECK(some.corrupted == none.circuit);
+  }
+  std::vector<pp::Tensor> wrong(3);
+  CHECK_THROWS_WITH(pp::rebuilt_hidden(pptest::model("gpt2"), golden_inputs("gpt2").clean,
+                                       pp::EdgeGraph::of(pptest::model("gpt2")), wrong),
+                    Catch::Contains("ablated values: 3 for 11 sources"));
+}

@@ -332,7 +332,7 @@ Experiment rows_of(const Experiment& x, int64_t first, int64_t count) {
 }
 
 struct CircuitSpec {
-  std::string method = "eap-ig", json, draw;
+  std::string method = "eap-ig", json, draw, ablation = "corrupted";
   int steps = 5, exact = 0;
   int64_t top = 20, greedy = 0, held_out = 0;
   float threshold = -1;  // < 0: not given
@@ -383,13 +383,20 @@ int cmd_circuit(const pp::Model& m, const Experiment& x, const CircuitSpec& c) {
     g.select_top(c.top);
     how = "top " + std::to_string(c.top);
   }
-  const pp::Faithfulness f = pp::faithfulness(m, test.clean, test.corrupted, g, test.metric, cache);
+  if (c.ablation != "corrupted" && c.ablation != "mean")
+    throw pp::InputError("--ablation '" + c.ablation + "': expected corrupted or mean");
+  const bool mean = c.ablation == "mean";  // the means over the corrupted prompts tested
+  const pp::Faithfulness f =
+      mean ? pp::mean_ablated_faithfulness(m, test.clean, test.corrupted, test.corrupted, g, test.metric)
+           : pp::faithfulness(m, test.clean, test.corrupted, g, test.metric, cache);
   std::printf("circuit (%s, pruned): %lld edges, %lld nodes\n", how.c_str(), static_cast<long long>(f.edges),
               static_cast<long long>(f.nodes));
-  std::printf("%s on %s%lld rows: clean %.4f, corrupted %.4f, circuit %.4f; faithfulness %.3f "
-              "(every edge outside the circuit patched from the corrupted run, exactly)\n",
+  std::printf("%s on %s%lld rows: clean %.4f, %s %.4f, circuit %.4f; faithfulness %.3f (%s)\n",
               test.metric.name().c_str(), c.held_out > 0 ? "the held-out " : "the same ",
-              static_cast<long long>(test.clean.size), f.clean, f.corrupted, f.circuit, f.faithfulness);
+              static_cast<long long>(test.clean.size), f.clean, mean ? "every edge mean-ablated" : "corrupted",
+              f.corrupted, f.circuit, f.faithfulness,
+              mean ? "every edge outside the circuit carrying its source's mean over the corrupted prompts"
+                   : "every edge outside the circuit patched from the corrupted run, exactly");
   if (!c.json.empty()) {
     pp::files::write(c.json, g.to_json());
     std::cout << "wrote " << c.json << " (EAP-IG's graph format)\n";
@@ -588,6 +595,10 @@ int main(int argc, char** argv) {
   circuit->add_option("--greedy", circuit_spec.greedy, "The circuit: N edges grown greedily from the logits instead");
   circuit->add_option("--held-out", circuit_spec.held_out,
                       "Test the circuit on the last N rows (of --prompts), score the edges on the others");
+  circuit->add_option("--ablation", circuit_spec.ablation,
+                      "What the edges outside the circuit carry: the corrupted run's outputs, or their mean over "
+                      "the corrupted prompts")
+      ->capture_default_str();
   circuit->add_option("--exact", circuit_spec.exact, "Also patch each of the K best edges alone, exactly, and print it");
   circuit->add_option("--json", circuit_spec.json, "Write the graph, scores and circuit in EAP-IG's JSON format");
   circuit->add_option("--draw", circuit_spec.draw, "Draw the circuit (.svg, .png, .pdf, .dot)");

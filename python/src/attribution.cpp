@@ -191,15 +191,22 @@ from select_top / select_threshold / select_greedy; to_json / from_json in EAP-I
 
   m.def("faithfulness",
         [](const ModelPtr& model, const py::handle& clean, const py::handle& corrupted, const EdgeGraph& circuit,
-           const Metric& metric, std::shared_ptr<Cache> cache) {
+           const Metric& metric, const std::string& ablation, const py::object& mean_over,
+           std::shared_ptr<Cache> cache) {
           Batch c = to_batch(*model, clean, "clean"), x = to_batch(*model, corrupted, "corrupted");
+          if (ablation != "corrupted" && ablation != "mean")
+            throw InputError("ablation '" + ablation + "': expected 'corrupted' or 'mean'");
+          Batch over = mean_over.is_none() ? x : to_batch(*model, mean_over, "mean_over");
           const Metric fit = fitted(metric, c.size);
           py::gil_scoped_release nogil;
+          if (ablation == "mean") return mean_ablated_faithfulness(*model, c, x, over, circuit, fit);
           return faithfulness(*model, c, x, circuit, fit, std::move(cache));
         },
         py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("circuit"), py::arg("metric"), py::kw_only(),
-        py::arg("cache") = nullptr,
-        "The clean run with every edge outside the circuit patched from the corrupted run, exactly (path patching)");
+        py::arg("ablation") = "corrupted", py::arg("mean_over") = py::none(), py::arg("cache") = nullptr,
+        R"(The clean run with every edge outside the circuit patched: from the corrupted run, exactly (path
+    patching), or (ablation='mean') carrying its source's mean over `mean_over`'s rows and positions
+    (default: the corrupted input); then `corrupted` is the run with every edge so ablated.)");
 
   m.def("exact_edge_scores",
         [](const ModelPtr& model, const py::handle& clean, const py::handle& corrupted, const EdgeGraph& graph,

@@ -546,6 +546,10 @@ def test_circuits_from_python(ioi, ioi_prompts, tmp_path):
     assert 0 < g.circuit_edges <= 10 and all(e[2] for e in g.edges(circuit_only=True))
     f = pp.faithfulness(ioi, clean, corrupt, g, metric)
     assert f.edges == g.circuit_edges and f.clean > f.corrupted
+    mean = pp.faithfulness(ioi, clean, corrupt, g, metric, ablation="mean")
+    assert mean.clean == f.clean and mean.corrupted != f.corrupted and np.isfinite(mean.faithfulness)
+    with pytest.raises(pp.InputError, match="ablation 'zero'"):
+        pp.faithfulness(ioi, clean, corrupt, g, metric, ablation="zero")
     exact = pp.exact_edge_scores(ioi, clean, corrupt, g, ["a2.h1->logits", "a2.h0->logits"], metric)
     assert len(exact) == 2 and all(x < 0 for x in exact)
     assert "<svg" in g.draw(metric=metric.name)

@@ -140,6 +140,8 @@ expect 0 "warning: on 1 of 1 rows the clean run prefers the wrong token" paths -
 expect 0 "warning: no cell of 'senders' has an experiment" paths --model "$zoo" "${sweep[@]}" --receiver q:0.0
 expect 0 "warning: --metric ce scores against the clean run's own tokens" patch --model "$zoo" "${sweep[@]}" \
   --metric ce --sites resid_pre
+expect 0 "warning: --metric ce scores against the clean run's own tokens" circuit --model "$zoo" "${sweep[@]}" \
+  --metric ce --method eap --top 5
 expect 0 "warning: the rule 'a2 a1 => 1' changes nothing" trace --model "$zoo" --clean "$clean" --corrupt "$corrupt" \
   --rule 'a2 a1=1'
 

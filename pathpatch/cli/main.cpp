@@ -407,6 +407,7 @@ int cmd_circuit(const pp::Model& m, const Experiment& x, const CircuitSpec& c) {
     pp::viz::circuit_graph(g, scored_by + ", " + how, co).render_file(c.draw);
     std::cout << "wrote " << c.draw << "\n";
   }
+  print_warnings(x.warnings);
   return 0;
 }
 

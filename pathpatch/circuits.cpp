@@ -11,6 +11,7 @@
 #include "graph/error.hpp"
 #include "graph/kernels.hpp"
 #include "pathpatch/detail/backprop.hpp"
+#include "pathpatch/detail/sites.hpp"
 
 namespace pathpatch {
 
@@ -383,20 +384,20 @@ Pattern edge_pattern(const EdgeGraph& g, int s, int d) {
   if (!g.is_edge(s, d)) throw InputError("'" + g.source(s) + "' does not feed '" + g.destination(d) + "': no such edge");
   std::vector<Pattern> words;
   auto component = [&](int node) {  // the words a path says passing into a source's output
-    const int per_layer = g.n_heads() + (g.has_mlps() ? 1 : 0), L = (node - 1) / per_layer, i = (node - 1) % per_layer;
-    const Block b = i < g.n_heads() ? Block::Attn : Block::Mlp;
+    const int L = g.source_layer(node), h = g.source_head(node);
+    const Block b = h >= 0 ? Block::Attn : Block::Mlp;
     words.push_back(Pattern::name(PathName::residual(b, L)));
     words.push_back(Pattern::name(PathName::sublayer(b, L)));
-    if (b == Block::Attn) words.push_back(Pattern::name(PathName::head_of(L, i)));
-    return std::pair<int, int>{L, i};
+    if (b == Block::Attn) words.push_back(Pattern::name(PathName::head_of(L, h)));
   };
   if (d == g.logits_index()) {
     words.push_back(Pattern::name(PathName::ln_final()));
   } else {
-    const auto [L, i] = component(g.owner(d));
-    if (i < g.n_heads()) {
+    const int node = g.owner(d), L = g.source_layer(node), h = g.source_head(node);
+    component(node);
+    if (h >= 0) {
       const int role = (d - g.head_input_index(L, 0, 0)) / g.n_heads();
-      words.push_back(Pattern::name(PathName::head_input(L, i, static_cast<Role>(role))));
+      words.push_back(Pattern::name(PathName::head_input(L, h, static_cast<Role>(role))));
     }
   }
   if (s == g.input_index()) {
@@ -469,13 +470,6 @@ CompiledRules circuit_rules(const Model& model, int64_t seq, const EdgeGraph& g)
 
 namespace {
 
-Tensor hidden_of(const Model& m, const Batch& b, const std::shared_ptr<Cache>& cache) {
-  RunOptions o;
-  o.cache = cache;
-  o.logits = false;
-  return forward(m, b, o).hidden;
-}
-
 void check_graph(const Model& m, const EdgeGraph& g) {
   if (g.n_layers() != m.config().n_layers || g.n_heads() != m.config().n_heads)
     throw InputError("the edge graph has " + std::to_string(g.n_layers()) + " layers of " + std::to_string(g.n_heads()) +
@@ -490,7 +484,7 @@ Faithfulness faithfulness(const Model& model, const Batch& clean, const Batch& c
   check_inputs(model, {clean, corrupted});
   check_graph(model, circuit);
   if (!cache) cache = std::make_shared<Cache>();
-  const Scorer scorer(model, metric, clean, hidden_of(model, clean, cache), hidden_of(model, corrupted, cache));
+  const Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   RunOptions o;
   o.cache = cache;
   o.logits = false;
@@ -616,7 +610,7 @@ Faithfulness mean_ablated_faithfulness(const Model& model, const Batch& clean, c
   const std::vector<Tensor> means = source_means(model, circuit, mean_over);
   const EdgeGraph none = EdgeGraph::of(model);  // every edge ablated
   auto cache = std::make_shared<Cache>();
-  const Scorer scorer(model, metric, clean, hidden_of(model, clean, cache), hidden_of(model, corrupted_input, cache));
+  const Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted_input, cache);
   Faithfulness f;
   f.circuit_rows = scorer.per_example(rebuilt_hidden(model, clean, circuit, means));
   f.circuit = metric_mean(f.circuit_rows);
@@ -637,7 +631,7 @@ std::vector<float> exact_edge_scores(const Model& model, const Batch& clean, con
   check_inputs(model, {clean, corrupted});
   check_graph(model, graph);
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
-  const Scorer scorer(model, metric, clean, hidden_of(model, clean, cache), hidden_of(model, corrupted, cache));
+  const Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   std::vector<Experiment> experiments;
   for (const auto& [s, d] : edges) {
     Experiment x;

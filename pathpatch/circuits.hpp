@@ -75,6 +75,9 @@ class EdgeGraph {
   // edge, and edges whose source is dropped.
   void prune();
 
+  // A source's layer and head (-1 for an MLP; input: layer -1).
+  int source_layer(int s) const { return s == 0 ? -1 : (s - 1) / stride(); }
+  int source_head(int s) const { return s == 0 || (s - 1) % stride() == n_heads_ ? -1 : (s - 1) % stride(); }
   // The source node a destination belongs to (-1 for logits), and its layer's shape.
   int owner(int d) const { return dest_owner_.at(d); }
   int n_layers() const { return n_layers_; }

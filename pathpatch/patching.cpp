@@ -90,13 +90,6 @@ void score(const Model& model, const std::vector<Batch>& inputs, const std::vect
   warn(inputs, experiments, scorer, res);
 }
 
-// The plain runs both experiments compare against, through the shared cache.
-Tensor plain_hidden(const Model& m, const Batch& b, const std::shared_ptr<Cache>& cache) {
-  RunOptions o;
-  o.cache = cache;
-  o.logits = false;
-  return forward(m, b, o).hidden;
-}
 
 }  // namespace
 
@@ -166,7 +159,7 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
   check_inputs(model, {clean, corrupted});
   for (const std::string& n : sites.names) check_site(model, n);
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
-  Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
+  Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   const bool denoise = options.direction == Direction::Denoise;
   const std::vector<Batch> inputs = denoise ? std::vector<Batch>{corrupted, clean} : std::vector<Batch>{clean, corrupted};
   const detail::SiteLayout layout = detail::site_layout(model, sites, clean.seq);
@@ -317,7 +310,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
   const ReleaseIdleBuffers release_at_the_end;
   check_inputs(model, {clean, corrupted});
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
-  Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
+  Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   for (const Receiver& r : receivers) receiver_pattern(model, r);  // refuses a receiver the model does not have
   const int H = model.config().n_heads;
   const bool mlps = include_mlps && model.graph().has_mlp();
@@ -358,7 +351,7 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
     throw RuleError("sweep_receivers: sender " + sender_name(*latest).str() +
                     " is in the last layer; no head comes after it to receive its output");
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
-  Scorer scorer(model, metric, clean, plain_hidden(model, clean, cache), plain_hidden(model, corrupted, cache));
+  Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   const int H = model.config().n_heads;
   SweepResult res = grid(model, "receivers", scorer, H, false);
   std::vector<Experiment> experiments;

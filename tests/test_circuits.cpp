@@ -154,9 +154,9 @@ TEST_CASE("a source's outgoing EAP scores sum to its node score: the gradient of
       if (s == g.input_index()) {
         expected = node_score("hook_embed", -1);
       } else {
-        const int per_layer = g.n_heads() + (g.has_mlps() ? 1 : 0), L = (s - 1) / per_layer, i = (s - 1) % per_layer;
-        expected = i < g.n_heads() ? node_score("blocks." + std::to_string(L) + ".attn.hook_result", i)
-                                   : node_score("blocks." + std::to_string(L) + ".hook_mlp_out", -1);
+        const int L = g.source_layer(s), h = g.source_head(s);
+        expected = h >= 0 ? node_score("blocks." + std::to_string(L) + ".attn.hook_result", h)
+                          : node_score("blocks." + std::to_string(L) + ".hook_mlp_out", -1);
       }
       worst = std::max(worst, std::fabs(total - expected));
       largest = std::max(largest, std::fabs(expected));

@@ -850,10 +850,7 @@ Digraph circuit_graph(const EdgeGraph& eg, const std::string& scored_by, const C
     const bool ends = source <= 0;
     g.node(name, {{"fillcolor", ends ? "#e8e8e8" : "#f7f7f7"}});
     if (source == 0) ranks[{-1, 0}].push_back(name);
-    if (source > 0) {
-      const int per_layer = eg.n_heads() + (eg.has_mlps() ? 1 : 0), i = (source - 1) % per_layer;
-      ranks[{(source - 1) / per_layer, i < eg.n_heads() ? 0 : 1}].push_back(name);
-    }
+    if (source > 0) ranks[{eg.source_layer(source), eg.source_head(source) >= 0 ? 0 : 1}].push_back(name);
     return name;
   };
   for (int s = 0; s < eg.n_sources(); ++s)

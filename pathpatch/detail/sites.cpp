@@ -121,6 +121,18 @@ SweepResult site_result(const std::string& name, const SiteLayout& layout, int h
   return res;
 }
 
+Tensor plain_hidden(const Model& m, const Batch& b, const std::shared_ptr<Cache>& cache) {
+  RunOptions o;
+  o.cache = cache;
+  o.logits = false;
+  return forward(m, b, o).hidden;
+}
+
+Scorer plain_scorer(const Model& m, const Metric& metric, const Batch& clean, const Batch& corrupted,
+                    const std::shared_ptr<Cache>& cache) {
+  return Scorer(m, metric, clean, plain_hidden(m, clean, cache), plain_hidden(m, corrupted, cache));
+}
+
 void reference_warnings(const Batch& clean, const Batch& corrupted, const Scorer& scorer,
                         std::vector<std::string>& warnings) {
   if (clean.ids == corrupted.ids && clean.mask == corrupted.mask)

@@ -38,6 +38,13 @@ SweepResult scored_result(const std::string& title, const Scorer& scorer);
 // labels, values all NaN.
 SweepResult site_result(const std::string& name, const SiteLayout& layout, int heads, const Scorer& scorer);
 
+// The final hidden states of an input's plain run, through a shared cache: the references sweeps
+// and circuits compare against.
+Tensor plain_hidden(const Model& model, const Batch& batch, const std::shared_ptr<Cache>& cache);
+// The metric against the plain clean and corrupted runs (their hidden states through the cache).
+Scorer plain_scorer(const Model& model, const Metric& metric, const Batch& clean, const Batch& corrupted,
+                    const std::shared_ptr<Cache>& cache);
+
 // What makes a sweep's numbers say less than they seem to, whatever computed them: identical
 // clean and corrupted inputs, rows where the clean run prefers the wrong answer.
 void reference_warnings(const Batch& clean, const Batch& corrupted, const Scorer& scorer,

@@ -99,6 +99,7 @@ class Model final : public Backend {
 
   const LayerWeights& layer(int L) const { return w_.layers.at(L); }
   const Tensor& unembedding() const { return w_.unembed; }  // [V, D]
+  const NormWeights& final_norm_weights() const { return w_.final_norm; }
 
  private:
   Tensor norm(const Tensor& x, const NormWeights& w, ComputeContext& ctx) const;

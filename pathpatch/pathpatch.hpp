@@ -36,6 +36,8 @@
 //   gradients(...)                          d metric / d any named activation (attribution.hpp)
 //   attribution_patching(...)               AtP: activation_patching to first order, one backward
 //   edge_attribution, faithfulness          EAP / EAP-IG edge scores, circuits checked exactly (circuits.hpp)
+//   logit_lens, direct_logit_attribution    the residual stream read through the unembedding (lens.hpp)
+//   generate(model, batch, n, options)      greedy decoding, with or without interventions (generate.hpp)
 //   viz::render_provenance, viz::write_sweep, viz::circuit_graph   pictures (viz/diagrams.hpp,
 //                                           viz/heatmap.hpp: include them where you draw)
 // Errors are typed (graph/error.hpp): every pathpatch::Error says what was wrong and where.
@@ -49,6 +51,8 @@
 #include "models/tokenizer.hpp"
 #include "pathpatch/attribution.hpp"
 #include "pathpatch/circuits.hpp"
+#include "pathpatch/generate.hpp"
+#include "pathpatch/lens.hpp"
 #include "pathpatch/metrics.hpp"
 #include "pathpatch/patching.hpp"
 #include "pathpatch/rules.hpp"

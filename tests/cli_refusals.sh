@@ -132,6 +132,24 @@ printf '%s\n' '{"ids": [1, 385, 3], "corrupt_ids": [1, 385, 4], "answer_id": 5, 
   grep -q "head 0" "$tmp/z-head0.svg" ||
   { echo "FAIL: patch --sites z --per-head: no heatmap per head" >&2; failures=$((failures + 1)); }
 
+# The logit lens, direct logit attribution and generation.
+expect 1 "dla: give --answer" dla --model "$zoo" --text "$clean"
+expect 1 "position 99 is outside the input's 15 positions" lens --model "$zoo" --text "$clean" --position 99
+expect 1 "--row 3: the input has 1 rows" lens --model "$zoo" --text "$clean" --row 3
+expect 1 "--prompts: the prompts come from the file; leave out --text" dla --model "$zoo" --text "$clean" \
+  --prompts "$zoo/eval.jsonl"
+expect 1 "Gemma-2's post-norm" dla --model tests/golden/gemma2 --ids 3,4,5 --answer-id 7 --heatmap "$tmp/g.svg"
+expect 1 "generate: -1 tokens asked for" generate --model "$zoo" --text "$clean" --tokens -1
+expect 1 "exceed the model's context" generate --model "$gold" --ids 3,4 --tokens 100000
+expect 2 "--corrupt" dla --model "$zoo" --text "$clean" --corrupt "$corrupt" --answer ' Mary'
+"$cli" dla --model "$zoo" --text "$clean" --answer ' Mary' --wrong ' John' --out "$tmp/dla.csv" >"$tmp/dla.txt" 2>&1 &&
+  grep -q "the 19 parts sum to it" "$tmp/dla.txt" && grep -q "^2,mlp," "$tmp/dla.csv" ||
+  { echo "FAIL: dla: no shares, or no CSV" >&2; failures=$((failures + 1)); }
+"$cli" lens --model "$zoo" --text "$clean" --heatmap "$tmp/lens.svg" >"$tmp/lens.txt" 2>&1 &&
+  grep -q "KL(model || reading)" "$tmp/lens.txt" && grep -q "resid_post2 .*' Mary' 1.00.* +0.0000" "$tmp/lens.txt" &&
+  grep -q "p(next token)" "$tmp/lens.svg" ||
+  { echo "FAIL: lens: no table or no heatmap" >&2; failures=$((failures + 1)); }
+
 # Warnings: the command succeeds (exit 0) and says on stderr what may not be what was meant.
 expect 0 "warning: the clean and corrupted inputs are identical" paths --model "$zoo" --clean "$clean" \
   --corrupt "$clean" --answer ' Mary' --wrong ' John'

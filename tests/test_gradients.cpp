@@ -198,9 +198,9 @@ TEST_CASE("attribution patching is the derivative of exact patching along the pa
             const int64_t k = (b * T + c.position) * inner + (c.head >= 0 ? c.head : 0) * per_head + i;
             delta.data_mut()[k] = eps * (to.data()[k] - from.data()[k]);
           }
-        pp::RunOptions o;
-        o.interventions.push_back(pp::add(act, delta));
-        return logit_diff_of(pp::forward(m, base, o).logits, g.answer, g.wrong);
+        pp::RunOptions shifted;
+        shifted.interventions.push_back(pp::add(act, delta));
+        return logit_diff_of(pp::forward(m, base, shifted).logits, g.answer, g.wrong);
       };
       const float eps = 1e-2f;
       const double slope = (metric_at(eps) - metric_at(-eps)) / (2 * eps);

@@ -7,10 +7,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <unordered_set>
 
 #include "helpers.hpp"
 #include "models/checkpoint.hpp"
+#include "pathpatch/prompts.hpp"
 #include "viz/diagrams.hpp"
 #include "viz/graphviz.hpp"
 #include "viz/heatmap.hpp"
@@ -156,10 +158,11 @@ TEST_CASE("provenance: one node per distinct step, labelled, edges toward the ou
   // Edges run from the inputs toward the output: ln_final has no successor.
   CHECK(dot.find("s" + std::to_string(r.root) + " ->") == std::string::npos);
 
-  // With the legend: one swatch per input and one for steps several inputs reach.
+  // With the legend: one swatch per input, and one for steps several inputs reach with its words
+  // beside it (not across its stripes).
   o.legend = true;
   viz::Digraph withlegend = viz::provenance_graph(r, m, o);
-  CHECK(withlegend.node_count() == reachable_steps(r) + 3);
+  CHECK(withlegend.node_count() == reachable_steps(r) + 4);
   CHECK(withlegend.render("svg").find("several inputs") != std::string::npos);
 }
 
@@ -437,39 +440,31 @@ TEST_CASE("a real sender sweep draws as a heatmap and a circuit", "[viz]") {
 
 // Writes the pictures of docs/images (hidden: run with "[.render]"), from a 12-layer random model.
 TEST_CASE("render the documentation's pictures", "[.render]") {
-  pp::Model m = random_model(12, 12);
+  // The README's three pictures, from the zoo's IOI model and its shipped prompts.
+  const pp::Model m = pp::load_model(pptest::source_dir() / "models" / "zoo" / "ioi-llama");
   const auto images = pptest::source_dir() / "docs" / "images";
   std::filesystem::create_directories(images);
-  pp::Batch a = pp::Batch::from_rows({{5, 17, 23, 8, 41, 12, 30, 9}}), b = pp::Batch::from_rows({{5, 17, 23, 8, 44, 12, 30, 9}});
+  const pp::PromptSet set = pp::read_prompts(pptest::source_dir() / "models" / "zoo" / "ioi-llama" / "eval.jsonl", m, 100);
+  const pp::Batch a = set.clean.rows(0, 1), b = set.corrupted.rows(0, 1);
 
-  pp::Result r = pp::run(m, {a, b}, through_a1, split_a1);
+  // One path-patching experiment: head 2.1's corrupted effect on the logits alone.
+  pp::Result r = pp::path_patch(m, a, b, {{2, 1}}, {pp::Receiver::logits()});
   viz::render_provenance(r, m, (images / "provenance.png").string(),
                          viz::DiagramOptions::for_inputs({a, b}, {"clean", "corrupted"}));
 
-  pp::Metric metric = pp::Metric::logit_diff({30}, {31});
-  pp::SweepResult s = pp::sweep_senders(m, a, b, {pp::Receiver::logits()}, metric, {}, true);
+  // Every head (and MLP) -> logits over the 100 prompts.
+  const pp::Metric metric = pp::Metric::logit_diff(set.answer, set.wrong);
+  pp::SweepResult s = pp::sweep_senders(m, set.clean, set.corrupted, {pp::Receiver::logits()}, metric, {}, true);
   viz::HeatmapOptions ho;
   ho.baseline = viz::Baseline::Clean;  // path patching's effect: the change from the clean run
   viz::write_sweep(s, images / "heatmap.png", ho);
 
-  // The circuit: the eight largest effects.
-  pp::SweepResult effects = viz::relative_to(s, viz::Baseline::Clean);
-  std::vector<float> mags;
-  for (int64_t i = 0; i < effects.values.numel(); ++i)
-    if (!std::isnan(effects.values.data()[i])) mags.push_back(std::fabs(effects.values.data()[i]));
-  std::sort(mags.rbegin(), mags.rend());
+  // The circuit EAP-IG finds, as `pathpatch circuit --top 40 --draw` draws it.
+  pp::EdgeGraph g = pp::edge_attribution(m, set.clean, set.corrupted, metric);
+  g.select_top(40);
   viz::CircuitOptions co;
-  co.baseline = viz::Baseline::Clean;
-  viz::circuit_graph(s, mags.at(std::min<size_t>(7, mags.size() - 1)), co).render_file(images / "circuit.png");
-
-  // For a look, not for the docs: the model at head granularity, and the uncollapsed provenance.
-  viz::model_graph(m, viz::Granularity::Heads).render_file(std::filesystem::path(PP_BINARY_DIR) / "model-heads.png");
-  auto o = viz::DiagramOptions::for_inputs({a, b}, {"clean", "corrupted"});
-  o.collapse = false;
-  viz::render_provenance(r, m, (std::filesystem::path(PP_BINARY_DIR) / "provenance-full.png").string(), o);
-  pp::Result sender = pp::path_patch(m, a, b, {{0, 3}}, {pp::Receiver::logits()});
-  viz::render_provenance(sender, m, (std::filesystem::path(PP_BINARY_DIR) / "provenance-sender.png").string(),
-                         viz::DiagramOptions::for_inputs({a, b}, {"clean", "corrupted"}));
+  co.metric = metric.name();
+  viz::circuit_graph(g, "EAP-IG, 5 steps, top 40", co).render_file(images / "circuit.png");
 }
 
 TEST_CASE("an attention pattern draws as a heatmap with tokens on both axes", "[viz]") {
@@ -485,4 +480,147 @@ TEST_CASE("an attention pattern draws as a heatmap with tokens on both axes", "[
   CHECK(svg.find("attention of head 1.1") != std::string::npos);
   CHECK_THROWS_AS(viz::attention_sweep(pp::Tensor({2, 3}), {"a", "b"}, ""), pp::InputError);
   CHECK_THROWS_AS(viz::attention_sweep(pattern, {"a"}, ""), pp::InputError);
+}
+
+namespace {
+
+double number_after(const std::string& s, const std::string& key, double otherwise) {
+  const size_t at = s.find(key);
+  return at == std::string::npos ? otherwise : std::atof(s.c_str() + at + key.size());
+}
+
+// Every <text> of an SVG whose box, estimated from its font size alone (0.62 em per character,
+// independent of the layout code's own measure), leaves the canvas by more than 2 units: the
+// picture a browser would clip. Handles the two writers the CLI uses: the heatmaps' own
+// (x/y or translate(...) rotate(...), text-anchor) and Graphviz's (one translate on the graph).
+std::vector<std::string> text_outside_canvas(const std::string& svg) {
+  const size_t open = svg.find("<svg");
+  REQUIRE(open != std::string::npos);
+  const std::string head = svg.substr(open, svg.find('>', open) - open);
+  double W = 0, H = 0;
+  if (head.find("viewBox=\"") != std::string::npos) {
+    std::istringstream vb(head.substr(head.find("viewBox=\"") + 9));
+    double x0, y0;
+    vb >> x0 >> y0 >> W >> H;
+  }
+  REQUIRE(W > 0);
+  REQUIRE(H > 0);
+  double gx = 0, gy = 0;  // Graphviz: <g ... transform="scale(1 1) rotate(0) translate(4 292)">
+  const size_t graph = svg.find("class=\"graph\"");
+  if (graph != std::string::npos) {
+    const std::string g = svg.substr(graph, svg.find('>', graph) - graph);
+    const size_t t = g.find("translate(");
+    if (t != std::string::npos) std::istringstream(g.substr(t + 10)) >> gx >> gy;
+  }
+  std::vector<std::string> out;
+  for (size_t at = svg.find("<text"); at != std::string::npos; at = svg.find("<text", at + 5)) {
+    const size_t close = svg.find('>', at), end = svg.find("</text>", close);
+    const std::string tag = svg.substr(at, close - at);
+    std::string body = svg.substr(close + 1, end - close - 1);
+    size_t chars = 0;  // entities (&amp;) and UTF-8 continuation bytes count once
+    for (size_t i = 0; i < body.size(); ++i) {
+      if (body[i] == '&') i = body.find(';', i);
+      if ((static_cast<unsigned char>(body[i]) & 0xC0) != 0x80) ++chars;
+    }
+    const double size = number_after(tag, "font-size=\"", 14);
+    const double w = chars * size * (tag.find("bold") != std::string::npos ? 0.68 : 0.62);
+    double x = number_after(tag, " x=\"", 0) + gx, y = number_after(tag, " y=\"", 0) + gy, angle = 0;
+    const size_t tr = tag.find("translate(");
+    if (tr != std::string::npos) {
+      std::string args = tag.substr(tr + 10);
+      std::replace(args.begin(), args.end(), ',', ' ');
+      std::istringstream(args) >> x >> y;
+      angle = number_after(tag, "rotate(", 0) * M_PI / 180;
+    }
+    const double from = tag.find("text-anchor=\"end\"") != std::string::npos      ? -w
+                        : tag.find("text-anchor=\"middle\"") != std::string::npos ? -w / 2
+                                                                                  : 0;
+    // The baseline from `from` to `from + w` along the text's direction; glyphs one em above it.
+    double lo_x = 1e30, hi_x = -1e30, lo_y = 1e30, hi_y = -1e30;
+    for (double along : {from, from + w})
+      for (double up : {0.0, -0.8 * size}) {
+        const double px = x + along * std::cos(angle) - up * std::sin(angle);
+        const double py = y + along * std::sin(angle) + up * std::cos(angle);
+        lo_x = std::min(lo_x, px), hi_x = std::max(hi_x, px), lo_y = std::min(lo_y, py), hi_y = std::max(hi_y, py);
+      }
+    if (lo_x < -2 || hi_x > W + 2 || lo_y < -2 || hi_y > H + 2)
+      out.push_back("'" + body + "' spans x " + std::to_string(lo_x) + ".." + std::to_string(hi_x) + ", y " +
+                    std::to_string(lo_y) + ".." + std::to_string(hi_y) + " of " + std::to_string(W) + " x " +
+                    std::to_string(H));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("no text leaves the canvas of any kind of picture the CLI writes", "[viz]") {
+  auto check = [](const std::string& what, const std::string& svg) {
+    INFO(what);
+    const std::vector<std::string> outside = text_outside_canvas(svg);
+    for (const std::string& o : outside) UNSCOPED_INFO(o);
+    CHECK(outside.empty());
+  };
+  // The checker itself sees text that leaves the canvas.
+  CHECK(text_outside_canvas("<svg viewBox=\"0 0 100 50\"><text x=\"90\" y=\"20\" font-size=\"11\">overflowing</text></svg>")
+            .size() == 1);
+  CHECK(text_outside_canvas("<svg viewBox=\"0 0 100 50\"><text transform=\"translate(5,40) rotate(-45)\" "
+                            "text-anchor=\"end\" font-size=\"11\">a long tick label</text></svg>")
+            .size() == 1);
+
+  check("layer x head", viz::heatmap_svg(small_sweep()));
+  pp::SweepResult titled = small_sweep();
+  titled.title = "senders -> q:2.0, q:2.1, k:2.0, k:2.1, v:2.0, v:2.1 of a rather long experiment name";
+  titled.metric = "change in normalised logit difference from clean";
+  check("a long title", viz::heatmap_svg(titled));
+
+  // Positions: few with long tokens (rotated ticks), and 512 (thinned ticks).
+  for (int64_t T : {6, 40, 512}) {
+    pp::SweepResult s;
+    s.title = "resid_pre";
+    s.metric = "logit difference";
+    s.axes = {"layer", "position"};
+    s.labels = {{"0", "1", "2", "11"}, {}};
+    std::vector<std::string> tokens;
+    for (int64_t t = 0; t < T; ++t) {
+      s.labels[1].push_back(std::to_string(t));
+      tokens.push_back(t % 3 == 0 ? " internationalisation" : t % 3 == 1 ? " Mary" : "&<>");
+    }
+    std::vector<float> v(static_cast<size_t>(4 * T));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(static_cast<float>(i)) * 1234.5f;
+    s.values = pp::Tensor::from_vector({4, T}, v);
+    viz::HeatmapOptions o;
+    o.position_labels = tokens;
+    check(std::to_string(T) + " positions", viz::heatmap_svg(s, o));
+  }
+  // The logit lens's readings, an attention pattern with tokens on both axes, a one-run sweep.
+  pp::SweepResult lens;
+  lens.title = "logit lens";
+  lens.metric = "p(next token)";
+  lens.axes = {"reading", "position"};
+  lens.labels = {{"resid_pre0", "resid_pre11", "resid_post11"}, {"0", "1"}};
+  lens.values = pp::Tensor::from_vector({3, 2}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, std::nanf("")});
+  check("logit lens", viz::heatmap_svg(lens));
+  std::vector<std::string> words;
+  std::vector<float> pattern;
+  for (int q = 0; q < 30; ++q) {
+    words.push_back(q % 2 ? " Wonderland" : " a");
+    for (int k = 0; k < 30; ++k) pattern.push_back(k <= q ? 1.0f / (q + 1) : 0.0f);
+  }
+  viz::HeatmapOptions attention;
+  attention.limit = 1;
+  check("attention", viz::heatmap_svg(viz::attention_sweep(pp::Tensor::from_vector({30, 30}, pattern), words,
+                                                           "attention of head 11.11"),
+                                      attention));
+  pp::SweepResult one_run = small_sweep();
+  one_run.corrupted = std::nanf("");
+  check("one run", viz::heatmap_svg(one_run));
+
+  // Graphviz's pictures: a circuit, the provenance of a run, the model.
+  const pp::Model m = random_model(2, 4);
+  const pp::Batch a = pp::Batch::from_rows({{3, 14, 15, 9, 26}}), b = pp::Batch::from_rows({{3, 14, 15, 9, 27}});
+  check("circuit", viz::circuit_graph(small_sweep(), 0.1f).render("svg"));
+  const pp::Result r = pp::run(m, {a, b}, through_a1, split_a1);
+  check("provenance",
+        viz::provenance_graph(r, m, viz::DiagramOptions::for_inputs({a, b}, {"clean", "corrupted"})).render("svg"));
+  check("model", viz::model_graph(m, viz::Granularity::Heads).render("svg"));
 }

@@ -486,10 +486,13 @@ void provenance_legend(Digraph& g, const Dag& d, const DiagramOptions& o, bool a
   }
   if (any_mixed && used.size() > 1) {
     std::vector<int> all(used.begin(), used.end());
-    Attrs a{{"label", "several inputs"}};
+    // A striped swatch, its words beside it: written across the stripes they were hard to read.
+    Attrs a{{"label", ""}, {"width", "0.4"}};
     fill_by_inputs(a, all);
     ids.push_back("legend_mixed");
     g.node(ids.back(), a);
+    ids.push_back("legend_mixed_text");
+    g.node(ids.back(), {{"label", "several inputs"}, {"shape", "plaintext"}, {"style", ""}});
   }
   g.same_rank(reading_order(ids, o.left_to_right), true);
   g.cluster("legend", "inputs", ids, frame(o.left_to_right, {{"style", "rounded"}, {"color", "#999999"}}));

@@ -119,28 +119,36 @@ double text_width(const std::string& s, double font) { return 0.6 * font * stati
 
 struct Layout {
   int64_t rows = 0, cols = 0;
-  double cell = 0, left = 0, top = 64, grid_w = 0, grid_h = 0, bar_x = 0, bar_h = 0, width = 0, height = 0;
+  double cell = 0, cell_h = 0, left = 0, top = 64, grid_w = 0, grid_h = 0, bar_x = 0, bar_h = 0, width = 0, height = 0;
   double col_tick_h = 0;
+  int64_t tick_every = 1;  // a label on every k-th column: cells narrower than a line of text
   bool rotate = false;
 };
 
+// Every text's box must stay on the canvas (tests/test_viz.cpp checks it with its own measure).
 Layout layout(const std::vector<std::string>& row_ticks, const std::vector<std::string>& col_ticks,
-              const std::string& title, const HeatmapOptions& o) {
+              const std::string& title, const std::string& bar_label, const HeatmapOptions& o) {
   Layout L;
   L.rows = static_cast<int64_t>(row_ticks.size());
   L.cols = static_cast<int64_t>(col_ticks.size());
-  L.cell = o.cell > 0 ? o.cell : std::clamp(560.0 / static_cast<double>(L.cols), 14.0, 40.0);
+  // Up to 40 columns fill 560 px; beyond, cells shrink to 4 px (512 positions: 2 kpx, not 7) and
+  // only every k-th column is labelled.
+  L.cell = o.cell > 0 ? o.cell : std::clamp(560.0 / static_cast<double>(L.cols), L.cols > 40 ? 4.0 : 14.0, 40.0);
+  L.tick_every = static_cast<int64_t>(std::ceil(14.0 / L.cell));
+  L.cell_h = std::max(L.cell, 14.0);  // narrow columns, rows still as tall as their tick labels
   double row_w = 0, col_w = 0;
   for (const auto& t : row_ticks) row_w = std::max(row_w, text_width(t, 11));
   for (const auto& t : col_ticks) col_w = std::max(col_w, text_width(t, 11));
-  L.rotate = col_w > L.cell - 2;
+  L.rotate = col_w > L.cell * static_cast<double>(L.tick_every) - 2;
   L.col_tick_h = L.rotate ? col_w * 0.72 + 12 : 18;
-  L.left = 34 + row_w + 6;
+  // A rotated label runs down-left from its column: the first one must not leave the canvas.
+  L.left = std::max(34 + row_w + 6, L.rotate ? col_w * 0.75 - L.cell / 2 + 6 : 0.0);
   L.grid_w = L.cell * L.cols;
-  L.grid_h = L.cell * L.rows;
+  L.grid_h = L.cell_h * L.rows;
   L.bar_h = std::max(L.grid_h, 120.0);
   L.bar_x = L.left + L.grid_w + 28;
-  L.width = std::max(L.bar_x + 16 + 56, text_width(title, 15) * 1.1 + 20);
+  L.width = std::max({L.bar_x + 16 + 56, L.bar_x + 21 + text_width(bar_label, 10) * 1.1 + 8,
+                      text_width(title, 15) * 1.15 + 24});  // bold
   L.height = L.top + std::max(L.grid_h + L.col_tick_h + 26, L.bar_h + 30) + 12;
   return L;
 }
@@ -168,15 +176,15 @@ void svg_cells(std::ostringstream& out, const SweepResult& s, const Layout& L, f
   for (int64_t r = 0; r < L.rows; ++r)
     for (int64_t c = 0; c < L.cols; ++c) {
       const float v = s.values.data()[r * L.cols + c];
-      const double x = L.left + c * L.cell, y = L.top + r * L.cell;
+      const double x = L.left + c * L.cell, y = L.top + r * L.cell_h;
       const float t = v / limit;
       std::string where = row_axis + " " + row_ticks[r] + (col_axis.empty() ? "" : ", " + col_axis + " " + col_ticks[c]);
       out << "<rect class=\"cell" << (std::isnan(v) ? " nan" : "") << "\" x=\"" << num(x) << "\" y=\"" << num(y)
-          << "\" width=\"" << num(L.cell) << "\" height=\"" << num(L.cell) << "\" fill=\""
+          << "\" width=\"" << num(L.cell) << "\" height=\"" << num(L.cell_h) << "\" fill=\""
           << (std::isnan(v) ? "url(#nan)" : diverging_colour(t)) << "\" stroke=\"white\" stroke-width=\"0.5\">"
           << "<title>" << xml(where) << ": " << (std::isnan(v) ? "no value" : num(v)) << "</title></rect>\n";
       if (annotate && !std::isnan(v))
-        out << "<text x=\"" << num(x + L.cell / 2) << "\" y=\"" << num(y + L.cell / 2) << "\" dy=\"0.35em\" "
+        out << "<text x=\"" << num(x + L.cell / 2) << "\" y=\"" << num(y + L.cell_h / 2) << "\" dy=\"0.35em\" "
             << "text-anchor=\"middle\" font-size=\"" << num(font) << "\" fill=\""
             << (std::fabs(t) > 0.6f ? "white" : "#222222") << "\">" << cell_text(v) << "</text>\n";
     }
@@ -185,10 +193,10 @@ void svg_cells(std::ostringstream& out, const SweepResult& s, const Layout& L, f
 void svg_axes(std::ostringstream& out, const SweepResult& s, const Layout& L, const std::vector<std::string>& row_ticks,
               const std::vector<std::string>& col_ticks) {
   for (int64_t r = 0; r < L.rows; ++r)
-    out << "<text x=\"" << num(L.left - 6) << "\" y=\"" << num(L.top + (r + 0.5) * L.cell)
+    out << "<text x=\"" << num(L.left - 6) << "\" y=\"" << num(L.top + (r + 0.5) * L.cell_h)
         << "\" dy=\"0.35em\" text-anchor=\"end\" font-size=\"11\" xml:space=\"preserve\">" << xml(row_ticks[r]) << "</text>\n";
   const double y0 = L.top + L.grid_h + 6;
-  for (int64_t c = 0; c < L.cols; ++c) {
+  for (int64_t c = 0; c < L.cols; c += L.tick_every) {
     const double x = L.left + (c + 0.5) * L.cell;
     if (L.rotate)
       out << "<text transform=\"translate(" << num(x + 3) << "," << num(y0) << ") rotate(-45)\" text-anchor=\"end\" "
@@ -360,7 +368,12 @@ std::string heatmap_document(const SweepResult& sweep, const HeatmapOptions& o, 
   }
   if (!(limit > 0)) limit = 1;
   const std::string title = o.title.empty() ? s.title + (s.metric.empty() ? "" : " \u2014 " + s.metric) : o.title;
-  const Layout L = layout(row_ticks, col_ticks, title, o);
+  std::string bar_label;  // the colour bar's widest label (svg_colour_bar writes five)
+  for (int i = 0; i <= 4; ++i) {
+    const std::string label = num(limit * static_cast<float>(2 * (i / 4.0) - 1), "%.3g");
+    if (label.size() > bar_label.size()) bar_label = label;
+  }
+  const Layout L = layout(row_ticks, col_ticks, title, bar_label, o);
   if (width) *width = std::round(L.width);
   if (height) *height = std::round(L.height);
 
@@ -372,7 +385,10 @@ std::string heatmap_document(const SweepResult& sweep, const HeatmapOptions& o, 
   svg_defs(out);
   out << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   out << "<text class=\"title\" x=\"12\" y=\"24\" font-size=\"15\" font-weight=\"bold\">" << xml(title) << "</text>\n";
-  if (s.clean != 0 || s.corrupted != 0)
+  if (std::isnan(s.corrupted))  // one run (direct logit attribution): its own value
+    out << "<text x=\"12\" y=\"44\" font-size=\"11\" fill=\"#444444\">the run's value " << num(s.clean)
+        << "</text>\n";
+  else if (s.clean != 0 || s.corrupted != 0)
     out << "<text x=\"12\" y=\"44\" font-size=\"11\" fill=\"#444444\">clean " << num(s.clean) << ", corrupted "
         << num(s.corrupted) << "</text>\n";
   svg_cells(out, s, L, limit, row_ticks, col_ticks, o);

@@ -176,8 +176,57 @@ std::vector<pp::Intervention> ablations(const pp::Model& m, const pp::Batch& bat
   return out;
 }
 
-int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::string& dump, const std::string& names,
-                const std::vector<std::string>& zero, const std::vector<std::string>& mean) {
+// The text of some token ids, or the ids themselves when the model has no tokenizer.
+std::string text_of(const pp::Model& m, const std::vector<int32_t>& ids) {
+  if (m.tokenizer()) return m.tokenizer()->decode(ids);
+  std::string s;
+  for (int32_t id : ids) s.append(s.empty() ? "" : " ").append(std::to_string(id));
+  return s;
+}
+
+std::string token_text(const pp::Model& m, int32_t id) {
+  return m.tokenizer() ? m.tokenizer()->piece(id) : std::to_string(id);
+}
+
+// Every position of each row: its token, the loss of the next input token, the top predictions.
+void print_positions(const pp::Model& m, const pp::Batch& batch, const pp::Tensor& logits, int top) {
+  const int64_t T = batch.seq, V = m.config().vocab_size;
+  top = static_cast<int>(std::min<int64_t>(std::max(top, 1), V));
+  std::vector<int> idx(V);
+  for (int64_t b = 0; b < batch.size; ++b) {
+    std::printf("row %lld: %4s  %-14s %8s   top next tokens (p)\n", static_cast<long long>(b), "pos", "token",
+                "loss");
+    double loss_sum = 0;
+    int64_t predicted = 0;
+    for (int64_t t = T - batch.length(b); t < T; ++t) {
+      const float* l = logits.data() + (b * T + t) * V;
+      for (int i = 0; i < V; ++i) idx[i] = i;
+      std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int x, int y) { return l[x] > l[y]; });
+      double z = 0;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(l[v]) - l[idx[0]]);
+      const double log_z = std::log(z) + l[idx[0]];
+      std::string token = "'";
+      token.append(token_text(m, batch.id(b, t))).append("'");
+      std::printf("        %4lld  %-14s", static_cast<long long>(t), token.c_str());
+      if (t + 1 < T) {
+        const double loss = log_z - l[batch.id(b, t + 1)];
+        loss_sum += loss;
+        ++predicted;
+        std::printf(" %8.3f  ", loss);
+      } else {
+        std::printf(" %8s  ", "");
+      }
+      for (int i = 0; i < top; ++i)
+        std::printf(" '%s' %.2f", token_text(m, idx[i]).c_str(), std::exp(l[idx[i]] - log_z));
+      std::printf("\n");
+    }
+    if (predicted > 0)
+      std::printf("  mean loss %.4f over %lld next tokens\n", loss_sum / predicted, static_cast<long long>(predicted));
+  }
+}
+
+int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, bool each_position, const std::string& dump,
+                const std::string& names, const std::vector<std::string>& zero, const std::vector<std::string>& mean) {
   pp::Batch batch = prompts.batch(m, "input");
   pp::RunOptions opt;
   opt.cache = cache;
@@ -208,7 +257,10 @@ int cmd_forward(const pp::Model& m, const Prompts& prompts, int top, const std::
     }
     return 0;
   }
-  print_top_tokens(m, batch, r.logits, top);
+  if (each_position)
+    print_positions(m, batch, r.logits, top);
+  else
+    print_top_tokens(m, batch, r.logits, top);
   return 0;
 }
 
@@ -237,6 +289,128 @@ int cmd_attention(const pp::Model& m, const Prompts& prompts, int layer, int hea
     pp::viz::write_sweep(pp::viz::attention_sweep(a.pattern, a.tokens, title), path, o);
     std::printf("\n  wrote %s\n", path.c_str());
   }
+  return 0;
+}
+
+// The shared cache, no full logits: for commands that read the hidden states themselves.
+pp::RunOptions without_logits() {
+  pp::RunOptions o;
+  o.cache = cache;
+  o.logits = false;
+  return o;
+}
+
+// Greedy continuations of each row: plain, and with the ablations if any are given.
+int cmd_generate(const pp::Model& m, const Prompts& prompts, int n_tokens, const std::vector<std::string>& zero) {
+  const pp::Batch batch = prompts.batch(m, "input");
+  const pp::Generation plain = pp::generate(m, batch, n_tokens);
+  std::optional<pp::Generation> ablated;
+  if (!zero.empty()) {
+    pp::RunOptions o;
+    o.interventions = ablations(m, batch, zero, {});
+    ablated = pp::generate(m, batch, n_tokens, o);
+  }
+  for (int64_t b = 0; b < batch.size; ++b) {
+    const std::vector<int32_t> row(batch.ids.begin() + b * batch.seq + (batch.seq - batch.length(b)),
+                                   batch.ids.begin() + (b + 1) * batch.seq);
+    std::printf("row %lld: %s\n", static_cast<long long>(b), text_of(m, row).c_str());
+    std::printf("  %-14s %s\n", "plain", text_of(m, plain.tokens[b]).c_str());
+    if (ablated)
+      std::printf("  %-14s %s%s\n", ("--zero " + join(zero, " ")).c_str(), text_of(m, ablated->tokens[b]).c_str(),
+                  ablated->tokens[b] == plain.tokens[b] ? "   (the same)" : "");
+  }
+  return 0;
+}
+
+// The logit lens at one position: per reading, the top tokens of one row and a metric over the
+// rows (KL from the model's own output, or the answers' metric); --heatmap / --out: p(next token)
+// at every (reading, position).
+int cmd_lens(const pp::Model& m, ExperimentSpec spec, int64_t position, int top, int64_t row, const Outputs& outputs) {
+  const bool answers = !spec.answer.empty() || !spec.answer_ids.empty();
+  if (spec.metric.empty())
+    spec.metric = !answers ? "kl" : (!spec.wrong.empty() || !spec.wrong_ids.empty()) ? "logit-diff" : "logprob";
+  spec.metric_positions = std::to_string(position);
+  const Experiment x = spec.build(m);
+  const pp::Batch& batch = x.clean;
+  if (row < 0 || row >= batch.size)
+    throw pp::InputError("--row " + std::to_string(row) + ": the input has " + std::to_string(batch.size) + " rows");
+  const pp::LogitLens lens = pp::logit_lens(m, batch, without_logits());
+  const pp::Tensor logits = lens.logits(m, position);  // [R, B, V], checks the position
+  const pp::Tensor scores = lens.score(m, x.metric);     // [R, B]
+  const int64_t R = lens.readings(), B = batch.size, V = m.config().vocab_size;
+  const int64_t p = position < 0 ? batch.seq + position : position;
+  top = static_cast<int>(std::min<int64_t>(std::max(top, 1), V));
+  std::printf("logit lens at position %lld ('%s' of row %lld); %s: the mean over %lld rows\n",
+              static_cast<long long>(p), token_text(m, batch.id(row, p)).c_str(), static_cast<long long>(row),
+              x.metric.kind == pp::MetricKind::KL ? "KL(model || reading)" : x.metric.name().c_str(),
+              static_cast<long long>(B));
+  std::printf("  %-12s %-58s %s\n", "reading", "top next tokens of the row (p)", "metric");
+  for (int64_t r = 0; r < R; ++r) {
+    const float* l = logits.data() + (r * B + row) * V;
+    std::vector<int> idx(V);
+    for (int i = 0; i < V; ++i) idx[i] = i;
+    std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int a, int b) { return l[a] > l[b]; });
+    double z = 0;
+    for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(l[v]) - l[idx[0]]);
+    std::string tokens;
+    for (int i = 0; i < top; ++i) {
+      char prob[32];
+      std::snprintf(prob, sizeof prob, " %.2f  ", std::exp(static_cast<double>(l[idx[i]]) - l[idx[0]]) / z);
+      tokens.append("'").append(token_text(m, idx[i])).append("'").append(prob);
+    }
+    double mean = 0;
+    for (int64_t b = 0; b < B; ++b) mean += scores.at({r, b}) / static_cast<double>(B);
+    std::printf("  %-12s %-58s %+.4f\n", lens.labels[r].c_str(), tokens.c_str(), mean);
+  }
+  if (!outputs.heatmap.empty() || !outputs.out.empty()) {
+    pp::SweepResult map;
+    map.title = "logit lens";
+    map.metric = "p(next token)";
+    map.axes = {"reading", "position"};
+    map.labels = {lens.labels, {}};
+    for (int64_t t = 0; t < batch.seq; ++t) map.labels[1].push_back(std::to_string(t));
+    const pp::Tensor probs = lens.next_token_probs(m);  // [R, T - 1]: the last position predicts no input token
+    map.values = pp::Tensor::full({R, batch.seq}, std::nanf(""));
+    for (int64_t r = 0; r < R; ++r)
+      std::copy(probs.data() + r * (batch.seq - 1), probs.data() + (r + 1) * (batch.seq - 1),
+                map.values.data_mut() + r * batch.seq);
+    outputs.write(m, batch, map, "", pp::viz::Baseline::None);
+  }
+  print_warnings(x.warnings);
+  return 0;
+}
+
+// Direct logit attribution: each head's, MLP's and embedding's share of the logit difference.
+int cmd_dla(const pp::Model& m, ExperimentSpec spec, int64_t position, int top, const Outputs& outputs) {
+  if (m.config().post_norms && (!outputs.heatmap.empty() || !outputs.out.empty() || !outputs.circuit.empty()))
+    throw pp::InputError("dla: this model's heads have no separate shares (Gemma-2's post-norm): no grid to write");
+  const bool wrong = !spec.wrong.empty() || !spec.wrong_ids.empty() || !spec.prompts.empty();
+  if (spec.answer.empty() && spec.answer_ids.empty() && spec.prompts.empty())
+    throw pp::InputError("dla: give --answer (and --wrong for a logit difference), or --prompts with answers");
+  spec.metric = wrong ? "logit-diff" : "logprob";  // only to read the tokens: the shares are of logits
+  spec.metric_positions = std::to_string(position);
+  const Experiment x = spec.build(m);
+  const pp::LogitAttribution d = pp::direct_logit_attribution(m, x.clean, x.metric.answer,
+                                                              wrong ? x.metric.wrong : std::vector<int32_t>{}, position,
+                                                              without_logits());
+  double total = 0;
+  for (float t : d.total) total += t / static_cast<double>(d.total.size());
+  std::printf("direct logit attribution at position %lld: %s %.4f (mean over %lld rows); the %zu parts sum to it\n",
+              static_cast<long long>(d.position), wrong ? "logit difference" : "logit of the answer", total,
+              static_cast<long long>(x.clean.size), d.components.size());
+  std::vector<size_t> order(d.components.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return std::fabs(d.values.data()[a]) > std::fabs(d.values.data()[b]); });
+  std::printf("  %-14s %10s\n", "part", "share");
+  for (size_t i = 0; i < std::min<size_t>(order.size(), static_cast<size_t>(std::max(top, 1))); ++i)
+    std::printf("  %-14s %+10.4f\n", d.components[order[i]].name().c_str(), d.values.data()[order[i]]);
+  if (!m.config().post_norms) {
+    const pp::SweepResult grid = d.heads(m);
+    print_sweep(grid, 0.0f);
+    outputs.write(m, x.clean, grid, "", pp::viz::Baseline::None);
+  }
+  print_warnings(x.warnings);
   return 0;
 }
 
@@ -534,8 +708,44 @@ int main(int argc, char** argv) {
   fwd->add_option("--mean", mean_specs,
                   "Set an activation to its mean over the input's rows (mean ablation: the rows are the dataset); "
                   "z1 or z1:2,3");
+  bool each_position = false;
+  fwd->add_flag("--each-position", each_position,
+                "Every position: its token, the loss of the next input token, the top predictions (--top)");
   fwd->add_option("--names", names, "With --dump: only activations whose name matches this glob, or one short name (z1)")
       ->capture_default_str();
+
+  Prompts generate_input;
+  int generate_tokens = 10;
+  std::vector<std::string> generate_zero;
+  auto* generate = app.add_subcommand("generate", "Greedy continuations, plain and with heads or layers ablated");
+  add_model(generate);
+  generate_input.add_options(generate, "", "Input");
+  generate_input.add_file_options(generate);
+  generate->add_option("--tokens", generate_tokens, "How many tokens to write")->capture_default_str();
+  generate->add_option("--zero", generate_zero,
+                       "Also generate with this activation zeroed at every position (z1, or z1:2,3 for those heads); "
+                       "repeat for more");
+
+  ExperimentSpec lens_spec;
+  lens_spec.metric.clear();  // lens: KL from the model's output, or the answers' logit difference / log-prob
+  Outputs lens_outputs;
+  int64_t lens_position = -1, lens_row = 0;
+  auto* lens = app.add_subcommand(
+      "lens", "The logit lens: each layer's residual stream read through the final norm and unembedding");
+  add_model(lens);
+  lens_spec.add_options(lens, true);
+  lens->add_option("--position", lens_position, "The position read (negative: from the end)")->capture_default_str();
+  lens->add_option("--row", lens_row, "The row whose top tokens are shown")->capture_default_str();
+  lens->add_option("--top", top, "How many tokens per reading")->capture_default_str();
+  lens_outputs.add_options(lens);
+  auto* dla = app.add_subcommand(
+      "dla", "Direct logit attribution: each head's, MLP's and embedding's share of the logit difference");
+  add_model(dla);
+  lens_spec.add_options(dla, true);
+  dla->add_option("--position", lens_position, "The position read (negative: from the end)")->capture_default_str();
+  int dla_top = 10;
+  dla->add_option("--top", dla_top, "How many of the largest shares to list")->capture_default_str();
+  lens_outputs.add_options(dla);
 
   Prompts attention_input;
   int attention_layer = 0, attention_head = -1, attention_row = 0;
@@ -669,6 +879,7 @@ int main(int argc, char** argv) {
     std::optional<Experiment> experiment;
     auto setup = [&] {
       if (experiment_needed) outputs.check();  // before the work, not after it
+      if (*lens || *dla) lens_outputs.check();
       check_output_path(circuit_spec.json, "--json", {".json"});
       check_output_path(circuit_spec.draw, "--draw", {".svg", ".png", ".pdf", ".dot"});
       if (sharded && !resume.empty()) {
@@ -697,7 +908,10 @@ int main(int argc, char** argv) {
       print_info(model);
     }
     if (*tokenize) return cmd_tokenize(model, texts);
-    if (*fwd) return cmd_forward(model, input, top, dump, names, zero_specs, mean_specs);
+    if (*fwd) return cmd_forward(model, input, top, each_position, dump, names, zero_specs, mean_specs);
+    if (*generate) return cmd_generate(model, generate_input, generate_tokens, generate_zero);
+    if (*lens) return cmd_lens(model, lens_spec, lens_position, top, lens_row, lens_outputs);
+    if (*dla) return cmd_dla(model, lens_spec, lens_position, dla_top, lens_outputs);
     if (*attention)
       return cmd_attention(model, attention_input, attention_layer, attention_head, attention_row, attention_out);
     if (*patch) return cmd_patch(job, log.get(), model, *experiment, parse_sites(sites, layers, positions), noise, outputs);

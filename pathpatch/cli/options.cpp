@@ -185,9 +185,14 @@ Batch Prompts::batch(const Model& m, const std::string& what) const {
   return b;
 }
 
-void ExperimentSpec::add_options(CLI::App* app) {
-  clean.add_options(app, "clean", "Clean input");
-  corrupt.add_options(app, "corrupt", "Corrupted input");
+void ExperimentSpec::add_options(CLI::App* app, bool one_input) {
+  single_input = one_input;
+  if (one_input) {
+    clean.add_options(app, "", "Input");
+  } else {
+    clean.add_options(app, "clean", "Clean input");
+    corrupt.add_options(app, "corrupt", "Corrupted input");
+  }
   app->add_option("--answer", answer, "The correct next token, as text (one per row, or one for all)");
   app->add_option("--wrong", wrong, "The distractor token for logit differences, as text");
   app->add_option("--answer-id", answer_ids, "The correct next token's id (instead of --answer)");
@@ -232,7 +237,8 @@ Experiment ExperimentSpec::build(const Model& m) const {
   std::vector<int> answers = answer_ids, wrongs = wrong_ids;
   if (!prompts.empty()) {
     if (!clean.texts.empty() || !clean.ids.empty() || !corrupt.texts.empty() || !corrupt.ids.empty())
-      throw InputError("--prompts: the prompts come from the file; leave out --clean and --corrupt");
+      throw InputError(single_input ? "--prompts: the prompts come from the file; leave out --text and --ids"
+                                    : "--prompts: the prompts come from the file; leave out --clean and --corrupt");
     PromptSet set = read_prompts(prompts, m, limit);
     x.clean = set.clean;
     x.corrupted = set.corrupted;
@@ -248,8 +254,8 @@ Experiment ExperimentSpec::build(const Model& m) const {
     from_file(set.wrong, wrong, wrongs, "--wrong");
   } else {
     if (limit != 0) throw InputError("--limit applies to --prompts");
-    x.clean = clean.batch(m, "clean input");
-    x.corrupted = corrupt.batch(m, "corrupted input");
+    x.clean = clean.batch(m, single_input ? "input" : "clean input");
+    x.corrupted = single_input ? x.clean : corrupt.batch(m, "corrupted input");
   }
   if (x.clean.seq != x.corrupted.seq) {
     throw InputError("the clean input has " + std::to_string(x.clean.seq) + " tokens, the corrupted one " +
@@ -423,7 +429,10 @@ void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, 
 }
 
 void print_sweep(const SweepResult& s, float base) {
-  std::printf("%s: %s (clean %.4f, corrupted %.4f)\n", s.title.c_str(), s.metric.c_str(), s.clean, s.corrupted);
+  if (std::isnan(s.corrupted))  // one run, no corrupted one (direct logit attribution)
+    std::printf("%s: %s (the run's value %.4f)\n", s.title.c_str(), s.metric.c_str(), s.clean);
+  else
+    std::printf("%s: %s (clean %.4f, corrupted %.4f)\n", s.title.c_str(), s.metric.c_str(), s.clean, s.corrupted);
   const Tensor& v = s.values;
   const int64_t rows = v.size(0), cols = v.dim() == 2 ? v.size(1) : 1;
   if (v.dim() == 1 || (v.dim() == 2 && cols <= kMaxTableColumns)) {

@@ -42,7 +42,8 @@ struct ExperimentSpec {
   std::vector<int> answer_ids, wrong_ids;
   std::string metric = "logit-diff";
   std::string metric_positions = "-1";
-  void add_options(CLI::App* app);
+  bool single_input = false;  // one input (--text / --ids), corrupted = clean: lens, dla
+  void add_options(CLI::App* app, bool single_input = false);
   Experiment build(const Model& m) const;
 };
 

@@ -33,6 +33,7 @@ Which call for what:
     activation_patching, path_patch, sweep_senders, sweep_receivers   experiments
     Metric.logit_diff / ... / custom                            what sweeps score
     attention, induction_scores, previous_token_scores         attention patterns
+    logit_lens, direct_logit_attribution, generate             the residual stream read as logits; greedy text
     Result.provenance, Sweep.heatmap / circuit, model_graph, circuit  pictures
 """
 
@@ -50,11 +51,14 @@ from ._pathpatch import (  # noqa: F401  (re-exported)
     Error,
     Faithfulness,
     FormatError,
+    Generation,
     Gradients,
     InputError,
     InternalError,
     Intervention,
     IoError,
+    LogitAttribution,
+    LogitLens,
     Metric,
     Model,
     NameError,
@@ -77,13 +81,16 @@ from ._pathpatch import (  # noqa: F401  (re-exported)
     attention,
     attribution_patching,
     circuit,
+    direct_logit_attribution,
     edge_attribution,
     exact_edge_scores,
     faithfulness,
     forward,
+    generate,
     gradients,
     induction_scores,
     load_model,
+    logit_lens,
     model_graph,
     output_formats,
     path_patch,
@@ -105,10 +112,10 @@ __version__ = "0.1.0"
 # The error classes are reached as pathpatch.NameError etc.; a star import leaves them out, so that
 # it never shadows Python's own NameError.
 __all__ = [
-    "ActivationCache", "Batch", "Cache", "EdgeGraph", "Error", "Faithfulness", "Gradients", "Intervention", "Metric", "Model", "PatchingWarning", "PathRules", "Receiver",
+    "ActivationCache", "Batch", "Cache", "EdgeGraph", "Error", "Faithfulness", "Generation", "Gradients", "Intervention", "LogitAttribution", "LogitLens", "Metric", "Model", "PatchingWarning", "PathRules", "Receiver",
     "PromptSet", "RepeatedTokens", "Result", "Sender", "Split", "Sweep", "activation_patching", "add", "attention", "attribution_patching", "circuit",
-    "edge_attribution", "exact_edge_scores", "faithfulness", "forward", "gradients",
-    "induction_scores", "load_model", "mean", "model_graph", "output_formats", "path_patch", "previous_token_scores",
+    "direct_logit_attribution", "edge_attribution", "exact_edge_scores", "faithfulness", "forward", "generate",
+    "gradients", "induction_scores", "load_model", "logit_lens", "mean", "model_graph", "output_formats", "path_patch", "previous_token_scores",
     "probe", "read_prompts", "repeated_tokens", "replace", "run", "run_with_cache", "set", "sweep_receivers", "sweep_senders",
     "unrepeated_tokens", "zero",
 ]

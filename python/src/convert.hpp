@@ -44,6 +44,8 @@ std::vector<int> to_ints(const py::handle& obj, const std::string& what);  // No
 std::vector<std::string> to_strings(const py::handle& obj, const std::string& what);  // None -> empty
 
 py::dict stats_dict(const RunStats& s);
+// RunOptions from forward()'s and run()'s keywords: interventions (a list, or None), logits, cache.
+RunOptions run_options(const py::handle& interventions, bool logits, std::shared_ptr<Cache> cache, uint64_t budget);
 
 // Shared by the patching and attribution bindings (patching.cpp).
 std::vector<int32_t> to_tokens(const py::handle& obj, const std::string& what);
@@ -79,6 +81,7 @@ void bind_model(py::module_& m);
 void bind_run(py::module_& m);
 void bind_patching(py::module_& m);
 void bind_attribution(py::module_& m);
+void bind_lens(py::module_& m);
 void bind_viz(py::module_& m);
 
 }  // namespace pathpatch::python

@@ -89,5 +89,6 @@ PYBIND11_MODULE(_pathpatch, m) {
   ppy::bind_run(m);
   ppy::bind_patching(m);
   ppy::bind_attribution(m);
+  ppy::bind_lens(m);
   ppy::bind_viz(m);
 }

@@ -93,6 +93,8 @@ Select select_of(const py::handle& heads, const py::handle& positions) {
   return Select{to_ints(heads, "heads"), to_ints(positions, "positions")};
 }
 
+}  // namespace
+
 RunOptions run_options(const py::handle& interventions, bool logits, std::shared_ptr<Cache> cache, uint64_t budget) {
   RunOptions o;
   o.interventions = to_interventions(interventions);
@@ -102,7 +104,6 @@ RunOptions run_options(const py::handle& interventions, bool logits, std::shared
   return o;
 }
 
-}  // namespace
 
 void bind_run(py::module_& m) {
   py::enum_<Split>(m, "Split", "How branch(path) splits a node's inputs into separate paths (graph/path.hpp).")

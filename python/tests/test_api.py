@@ -557,3 +557,41 @@ def test_circuits_from_python(ioi, ioi_prompts, tmp_path):
     assert (tmp_path / "c.svg").read_text().startswith("<?xml")
     with pytest.raises(pp.NameError, match="no edge named"):
         g.score("a2.h1->a0.h0<q>")
+
+
+def test_logit_lens_and_direct_logit_attribution(ioi, ioi_prompts):
+    clean, _, metric, (mary, john) = ioi_prompts
+    lens = pp.logit_lens(ioi, clean)
+    assert lens.labels == ["resid_pre0", "resid_pre1", "resid_pre2", "resid_post2"]
+    logits = lens.logits(-1)
+    assert logits.shape == (4, 1, ioi.d_vocab)
+    own = pp.forward(ioi, clean).logits[:, -1]
+    np.testing.assert_allclose(logits[-1], own, atol=1e-5)
+    scores = lens.score(metric)
+    assert scores.shape == (4, 1)
+    assert scores[-1, 0] == pytest.approx(own[0, mary] - own[0, john], abs=1e-4)
+    assert lens.next_token_probs().shape == (4, clean.shape[1] - 1)
+
+    d = pp.direct_logit_attribution(ioi, clean, mary, john)
+    assert d.components[0] == "embed" and "a2.h1" in d.components and d.components[-1] == "m2"
+    assert float(d.values.sum()) == pytest.approx(d.total[0], abs=1e-4)
+    assert d.total[0] == pytest.approx(own[0, mary] - own[0, john], abs=1e-4)
+    grid = d.heads(ioi)
+    assert grid.axes == ["layer", "head"] and grid.values[2, 1] == d["a2.h1"]
+    with pytest.raises(pp.NameError, match="no part 'a9.h9'"):
+        d["a9.h9"]
+    with pytest.raises(pp.InputError, match="outside the input"):
+        pp.direct_logit_attribution(ioi, clean, mary, john, position=99)
+
+
+def test_generate_with_and_without_interventions(induction):
+    r = pp.repeated_tokens(2, 20, 10000, 30000, seed=5, bos=50256)
+    ids = np.asarray(r.batch.ids)[:, : r.first_repeat + 3]
+    plain = pp.generate(induction, ids, 6)
+    assert [len(t) for t in plain.tokens] == [6, 6]
+    want = np.asarray(r.batch.ids)[:, r.first_repeat + 3 : r.first_repeat + 9]
+    assert (np.asarray(plain.tokens) == want).mean() > 0.8
+    ablated = pp.generate(induction, ids, 6, interventions=[pp.zero("z0")])
+    assert (np.asarray(ablated.tokens) == want).mean() < 0.5
+    with pytest.raises(pp.InputError, match="context"):
+        pp.generate(induction, ids, 100000)

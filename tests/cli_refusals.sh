@@ -132,6 +132,24 @@ printf '%s\n' '{"ids": [1, 385, 3], "corrupt_ids": [1, 385, 4], "answer_id": 5, 
   grep -q "head 0" "$tmp/z-head0.svg" ||
   { echo "FAIL: patch --sites z --per-head: no heatmap per head" >&2; failures=$((failures + 1)); }
 
+# A sweep stopped part-way (Ctrl-C, here sent by the process itself after 2 units) keeps its
+# finished units without --resume; the same command goes on from them to the numbers of an
+# uninterrupted run, and then leaves nothing behind; nor does a command that fails.
+mkdir -p "$tmp/t" "$tmp/t2"
+stop=(patch --model "$zoo" "${sweep[@]}" --sites z,resid_pre --positions each)
+TMPDIR="$tmp/t" PATHPATCH_TEST_STOP_AFTER_UNITS=2 "$cli" "${stop[@]}" --out "$tmp/s1.csv" >/dev/null 2>"$tmp/err"
+rc=$?
+{ [ "$rc" -eq 130 ] && grep -q "stopped; the finished units are kept in $tmp/t/pathpatch-units-" "$tmp/err" &&
+  [ "$(ls "$tmp/t" | wc -l)" -eq 1 ]; } || { echo "FAIL: a stopped sweep: exit $rc, $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
+TMPDIR="$tmp/t" "$cli" "${stop[@]}" --out "$tmp/s1.csv" >/dev/null 2>"$tmp/err" &&
+  grep -q "resuming: 2 finished units read from $tmp/t/pathpatch-units-" "$tmp/err" && [ -z "$(ls "$tmp/t")" ] ||
+  { echo "FAIL: the same command did not go on from the kept units: $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
+TMPDIR="$tmp/t2" "$cli" "${stop[@]}" --out "$tmp/s2.csv" >/dev/null 2>&1
+cmp -s "$tmp/s1-z.csv" "$tmp/s2-z.csv" && cmp -s "$tmp/s1-resid_pre.csv" "$tmp/s2-resid_pre.csv" ||
+  { echo "FAIL: the resumed sweep's numbers differ from an uninterrupted run's" >&2; failures=$((failures + 1)); }
+TMPDIR="$tmp/t" "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:9.9 >/dev/null 2>&1
+[ -z "$(ls "$tmp/t")" ] || { echo "FAIL: a failed sweep left its units' folder" >&2; failures=$((failures + 1)); }
+
 # The logit lens, direct logit attribution and generation.
 expect 1 "dla: give --answer" dla --model "$zoo" --text "$clean"
 expect 1 "position 99 is outside the input's 15 positions" lens --model "$zoo" --text "$clean" --position 99

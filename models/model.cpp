@@ -40,6 +40,10 @@ Model::Model(ModelConfig cfg, const Checkpoint& ck)
   graph_ = build_graph(cfg_, &acts_);
 }
 
+Model::Model(const Model& base, ModelWeights weights)
+    : cfg_(base.cfg_), dir_(base.dir_), id_(next_model_id++), w_(std::move(weights)), graph_(base.graph_),
+      acts_(base.acts_), rope_freq_(base.rope_freq_), tokenizer_(base.tokenizer_) {}
+
 Batch Model::encode(const std::vector<std::string>& texts) const {
   if (!tokenizer_)
     throw TokenizerError(dir_.string() + ": this model folder has no tokenizer (vocab.json + merges.txt, "
@@ -244,6 +248,7 @@ Tensor Model::unembed(const Tensor& h) const {
   shape.back() = V;
   Tensor logits = Tensor::uninitialized(shape);
   kernels::gemm(false, true, N, V, D, h.data(), D, w_.unembed.data(), D, 0.0f, logits.data_mut(), V);
+  if (w_.unembed_bias.defined()) kernels::add_row_bias(logits.data_mut(), N, V, V, w_.unembed_bias.data());
   if (cfg_.logit_softcap > 0) kernels::softcap(logits.data_mut(), logits.numel(), cfg_.logit_softcap);
   return logits;
 }
@@ -253,11 +258,11 @@ double Model::logit_difference(const float* h, int32_t answer, int32_t wrong) co
   const float* wa = w_.unembed.data() + int64_t(answer) * D;
   const float* ww = w_.unembed.data() + int64_t(wrong) * D;
   if (cfg_.logit_softcap <= 0) {  // one dot product with the difference of the two columns
-    double d = 0;
+    double d = static_cast<double>(unembed_bias(answer)) - unembed_bias(wrong);
     for (int64_t i = 0; i < D; ++i) d += static_cast<double>(h[i]) * (wa[i] - ww[i]);
     return d;
   }
-  double a = 0, w = 0;
+  double a = unembed_bias(answer), w = unembed_bias(wrong);
   for (int64_t i = 0; i < D; ++i) {
     a += static_cast<double>(h[i]) * wa[i];
     w += static_cast<double>(h[i]) * ww[i];

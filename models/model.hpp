@@ -42,6 +42,25 @@ struct HeadInputGrads {
 // The graph of named nodes and TransformerLens activations for a config (models/activations.cpp).
 Graph build_graph(const ModelConfig& cfg, ModelActs* acts);
 
+// TransformerLens's weight processing (HookedTransformer.from_pretrained's defaults), for
+// activations named and valued as TransformerLens users know them:
+//   fold_ln: each norm's scale (and LayerNorm's bias) moves into the weights that read its output,
+//     the norm keeps only its normalisation (LNPre / RMSPre); under LayerNorm those weights are then
+//     centred over d_model (a normalised vector has mean 0, so its mean direction is unread).
+//   center_writing_weights (LayerNorm models): embeddings, W_O, W_out and their biases have mean 0
+//     over d_model, so the residual stream does.
+//   center_unembed: W_U (and b_U) have mean 0 over the vocabulary: logits shift, probabilities do
+//     not (skipped where the family soft-caps its logits: there they would not be the same).
+//   fold_value_biases: each layer's value biases move into its output bias (a head's pattern sums
+//     to 1, so its value bias adds a constant to its output).
+// The logits' probabilities and every logit difference are unchanged, up to float rounding.
+struct WeightProcessing {
+  bool fold_ln = true;
+  bool center_writing_weights = true;
+  bool center_unembed = true;
+  bool fold_value_biases = true;
+};
+
 class Model final : public Backend {
  public:
   // Reads config.json and the weights (and a tokenizer, if the folder has one). The weights are
@@ -49,6 +68,9 @@ class Model final : public Backend {
   // that risks).
   static Model load(const std::filesystem::path& dir, WeightAccess access = WeightAccess::Read);
   Model(ModelConfig cfg, const Checkpoint& ckpt);
+  // A copy with its weights processed as TransformerLens processes them (WeightProcessing above;
+  // models/processing.cpp). The copy owns its weights: tied embeddings come untied.
+  Model processed(const WeightProcessing& how = {}) const;
 
   const ModelConfig& config() const { return cfg_; }
   const Graph& graph() const override { return graph_; }
@@ -100,8 +122,12 @@ class Model final : public Backend {
   const LayerWeights& layer(int L) const { return w_.layers.at(L); }
   const Tensor& unembedding() const { return w_.unembed; }  // [V, D]
   const NormWeights& final_norm_weights() const { return w_.final_norm; }
+  // b_U[token]: 0 unless weight processing folded a LayerNorm bias into the logits.
+  float unembed_bias(int32_t token) const { return w_.unembed_bias.defined() ? w_.unembed_bias.data()[token] : 0.0f; }
+  bool unembed_bias_defined() const { return w_.unembed_bias.defined(); }
 
  private:
+  Model(const Model& base, ModelWeights weights);  // the same model with other weights (processed)
   Tensor norm(const Tensor& x, const NormWeights& w, ComputeContext& ctx) const;
   void activate(Tensor& x) const;  // the MLP's nonlinearity, in place
   Tensor norm_backward(const Tensor& x, const NormWeights& w, const Tensor& dy) const;

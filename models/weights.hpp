@@ -51,6 +51,7 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   NormWeights final_norm;
   Tensor unembed;    // [V, D]: tok_embed when tied
+  Tensor unembed_bias;  // [V]: TransformerLens's b_U, only after weight processing (Model::processed)
 };
 
 // One tensor of a checkpoint's Hugging Face layout, and how to draw it at random.

@@ -130,6 +130,7 @@ std::string ResidualPart::name() const {
     case Attention: return a;
     case Mlp: return "m" + std::to_string(layer);
     case NormBias: return "ln_final.bias";
+    case UnembedBias: return "b_U";
   }
   return "?";
 }
@@ -176,7 +177,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   const Tensor& final_resid = r.probe(layer_name(n - 1, "hook_resid_post"));
   const Tensor& W = model.unembedding();
   std::vector<double> dir(static_cast<size_t>(B * D)), dir_sum(static_cast<size_t>(B), 0.0);
-  std::vector<double> bias_share(static_cast<size_t>(B), 0.0);
+  std::vector<double> bias_share(static_cast<size_t>(B), 0.0), bias_of_logits(static_cast<size_t>(B), 0.0);
   LogitAttribution out;
   out.position = p;
   out.total.assign(static_cast<size_t>(B), 0.0f);
@@ -195,7 +196,8 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
       if (centred) bias_share[b] += u * norm.b.data()[i];
       total += u * h[i];
     }
-    out.total[b] = static_cast<float>(total);
+    bias_of_logits[b] = static_cast<double>(model.unembed_bias(answer[b])) - (ww ? model.unembed_bias(wrong[b]) : 0.0f);
+    out.total[b] = static_cast<float>(total + bias_of_logits[b]);
   }
   // The share of each row's part at `p`, its rows `stride` floats apart ([B, T, D] parts: T * D).
   auto share = [&](const float* first, int64_t stride) {
@@ -239,6 +241,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
     if (has_mlp) add({ResidualPart::Mlp, L}, of(layer_name(L, "hook_mlp_out")));
   }
   if (centred) add({ResidualPart::NormBias}, bias_share);
+  if (model.unembed_bias_defined()) add({ResidualPart::UnembedBias}, bias_of_logits);
 
   const int64_t C = static_cast<int64_t>(shares.size());
   out.per_example = Tensor::uninitialized({C, B});

@@ -64,6 +64,7 @@ struct ResidualPart {
     Attention,   // "aL": a whole attention output (Gemma-2: its post-norm makes the heads no sum)
     Mlp,         // "mL"
     NormBias,    // "ln_final.bias": LayerNorm's bias, the same for every input
+    UnembedBias, // "b_U": the logits' own bias (a processed model's, Model::processed)
   } kind;
   int layer = -1, head = -1;
   std::string name() const;
@@ -71,7 +72,8 @@ struct ResidualPart {
 
 struct LogitAttribution {
   // Embed, PosEmbed (learned positions only), per layer its heads and bias (or, Gemma-2, its whole
-  // attention) and its MLP (models with MLPs), then NormBias (LayerNorm only).
+  // attention) and its MLP (models with MLPs), then NormBias (LayerNorm only), UnembedBias (models
+  // with b_U only).
   std::vector<ResidualPart> components;
   Tensor per_example;  // [C, B]: each component's share of each row's logit difference
   Tensor values;       // [C]: the mean over rows

@@ -245,7 +245,7 @@ Tensor Scorer::gradient(const Tensor& hidden) const {
         const float* ww = W.data() + int64_t(metric_.wrong[b]) * D;
         double ga = s, gw = -s;  // d value / d logit, before the soft-cap
         if (cap > 0) {
-          double la = 0, lw = 0;
+          double la = model_.unembed_bias(metric_.answer[b]), lw = model_.unembed_bias(metric_.wrong[b]);
           for (int64_t i = 0; i < D; ++i) {
             la += static_cast<double>(h[i]) * wa[i];
             lw += static_cast<double>(h[i]) * ww[i];

@@ -715,9 +715,13 @@ int main(int argc, char** argv) {
       "\nExit codes: 0 success, 1 bad input (the message says what and where), 2 bad usage, 3 internal error.");
 
   std::string model_dir, cache_bytes = "4G", pool_bytes;
+  bool process_weights = false;
   auto add_model = [&](CLI::App* sub, bool required = true) {
     auto* o = sub->add_option("--model", model_dir, "Model folder (config.json, model.safetensors, tokenizer files)");
     if (required) o->required();
+    sub->add_flag("--process-weights", process_weights,
+                  "Process the weights as TransformerLens's from_pretrained does (fold the norms, centre the "
+                  "writers and the unembedding, fold value biases): its activation values; the same predictions");
     sub->add_option("--cache-bytes", cache_bytes, "Memory the memo cache may hold (512M, 4G, ...)")->capture_default_str();
     sub->add_option("--pool-bytes", pool_bytes,
                     "Idle tensor buffers kept for reuse (default: an eighth of the machine's memory, 256M to 4G)");
@@ -950,6 +954,11 @@ int main(int argc, char** argv) {
           stopping = std::make_unique<StoppingLog>(*log, std::atol(n));
       }
       loaded.emplace(pp::load_model(model_dir));
+      if (process_weights) {
+        pp::Model processed = loaded->processed();
+        loaded.reset();  // the unprocessed weights go now
+        loaded.emplace(std::move(processed));
+      }
       if (experiment_needed) experiment.emplace(spec.build(*loaded));
     };
     if (sharded) {

@@ -138,6 +138,18 @@ void bind_model(py::module_& m) {
            py::arg("name"),
            "The full TransformerLens name of an activation given in full or short form ('z1' -> "
            "'blocks.1.attn.hook_z'); NameError with the closest names if there is none.")
+      .def("processed",
+           [](const Model& x, bool fold_ln, bool center_writing_weights, bool center_unembed, bool fold_value_biases) {
+             const WeightProcessing how{fold_ln, center_writing_weights, center_unembed, fold_value_biases};
+             py::gil_scoped_release nogil;
+             return std::make_shared<Model>(x.processed(how));
+           },
+           py::kw_only(), py::arg("fold_ln") = true, py::arg("center_writing_weights") = true,
+           py::arg("center_unembed") = true, py::arg("fold_value_biases") = true,
+           R"(A copy with its weights processed as TransformerLens's from_pretrained processes them: the
+    norms folded into the weights that read them, what writes to the residual stream and the
+    unembedding centred, value biases folded into the output bias. Activations take
+    TransformerLens's values; the next-token probabilities stay the same.)")
       .def("to_tokens",
            [](const Model& x, const py::handle& text, const py::object& prepend_bos) {
              std::vector<std::vector<int32_t>> rows = encode_rows(x, to_strings(text, "text"), prepend_bos);
@@ -209,15 +221,17 @@ void bind_model(py::module_& m) {
       .def("summary", [](const Model& x) { return x.config().summary(); }, "The config in a few lines.");
 
   m.def("load_model",
-        [](const std::string& dir, bool map_weights) {
+        [](const std::string& dir, bool map_weights, bool process_weights) {
           py::gil_scoped_release nogil;
-          return std::make_shared<Model>(Model::load(dir, map_weights ? WeightAccess::Map : WeightAccess::Read));
+          Model loaded = Model::load(dir, map_weights ? WeightAccess::Map : WeightAccess::Read);
+          return std::make_shared<Model>(process_weights ? loaded.processed() : std::move(loaded));
         },
-        py::arg("dir"), py::arg("map_weights") = false,
+        py::arg("dir"), py::arg("map_weights") = false, py::arg("process_weights") = false,
         R"(Loads a model folder in Hugging Face's layout (config.json, *.safetensors, tokenizer files).
 
     map_weights=True maps F32 weight files instead of reading them (faster to load; the file must not
-    change while the model lives).
+    change while the model lives). process_weights=True processes them as TransformerLens's
+    from_pretrained does (Model.processed()).
 
     >>> model = pathpatch.load_model("models/zoo/induction-2l")
     >>> model.n_layers, model.n_heads

@@ -595,3 +595,17 @@ def test_generate_with_and_without_interventions(induction):
     assert (np.asarray(ablated.tokens) == want).mean() < 0.5
     with pytest.raises(pp.InputError, match="context"):
         pp.generate(induction, ids, 100000)
+
+
+def test_processed_weights_keep_predictions(ioi, ioi_prompts):
+    clean, _, metric, (mary, john) = ioi_prompts
+    p = ioi.processed()
+    a, b = pp.forward(ioi, clean).logits, pp.forward(p, clean).logits
+    la = a - np.log(np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True)) - a.max(-1, keepdims=True)
+    lb = b - np.log(np.exp(b - b.max(-1, keepdims=True)).sum(-1, keepdims=True)) - b.max(-1, keepdims=True)
+    np.testing.assert_allclose(la, lb, atol=2e-4)
+    assert np.abs(a - b).max() > 1e-3  # centred unembedding: the logits themselves moved
+    d = pp.direct_logit_attribution(p, clean, mary, john)
+    assert d.total[0] == pytest.approx(float(a[0, -1, mary] - a[0, -1, john]), abs=2e-4)
+    q = pp.load_model(str(ZOO / "ioi-llama"), process_weights=True)
+    np.testing.assert_array_equal(pp.forward(q, clean).logits, b)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_packages=(
   build-essential cmake ninja-build pkg-config
-  libopenblas-dev libeigen3-dev nlohmann-json3-dev libpcre2-dev libcli11-dev
+  libopenblas-dev libeigen3-dev nlohmann-json3-dev libpcre2-dev libcli11-dev libxtensor-dev
   libgraphviz-dev graphviz libsentencepiece-dev catch2
   libopenmpi-dev openmpi-bin
   # The Python module (python/) and its tests.

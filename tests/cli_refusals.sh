@@ -150,6 +150,15 @@ cmp -s "$tmp/s1-z.csv" "$tmp/s2-z.csv" && cmp -s "$tmp/s1-resid_pre.csv" "$tmp/s
 TMPDIR="$tmp/t" "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:9.9 >/dev/null 2>&1
 [ -z "$(ls "$tmp/t")" ] || { echo "FAIL: a failed sweep left its units' folder" >&2; failures=$((failures + 1)); }
 
+# A key/value group as the receiver: the same as each of its query heads as receivers together.
+"$cli" paths --model "$zoo" "${sweep[@]}" --receiver k:2.g0 --out "$tmp/g.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" "${sweep[@]}" --receiver k:2.0 --receiver k:2.1 --out "$tmp/h.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" "${sweep[@]}" --receiver k:2.0 --out "$tmp/i.csv" >/dev/null 2>&1 &&
+  cmp -s "$tmp/g.csv" "$tmp/h.csv" && ! cmp -s "$tmp/g.csv" "$tmp/i.csv" ||
+  { echo "FAIL: --receiver k:2.g0 is not heads 2.0 and 2.1 together" >&2; failures=$((failures + 1)); }
+expect 1 "the model has 2 key/value heads per layer" paths --model "$zoo" "${sweep[@]}" --receiver v:2.g2
+expect 1 "queries are per head" paths --model "$zoo" "${sweep[@]}" --receiver q:2.g0
+
 # The logit lens, direct logit attribution and generation.
 expect 1 "dla: give --answer" dla --model "$zoo" --text "$clean"
 expect 1 "position 99 is outside the input's 15 positions" lens --model "$zoo" --text "$clean" --position 99

@@ -645,7 +645,8 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   } else {
     sweep = job.run([&] {
       std::vector<pp::Receiver> receivers;
-      for (const std::string& r : receiver_specs) receivers.push_back(parse_receiver(r));
+      for (const std::string& r : receiver_specs)
+        for (const pp::Receiver& one : parse_receivers(r, m)) receivers.push_back(one);
       if (receivers.empty()) receivers.push_back(pp::Receiver::logits());
       return pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, include_mlps);
     });
@@ -865,7 +866,9 @@ int main(int argc, char** argv) {
   auto* paths = app.add_subcommand("paths", "Path patching: sweep every sender to receivers, or receivers of senders");
   add_model(paths);
   spec.add_options(paths);
-  paths->add_option("--receiver", receivers, "logits (default), or q:L.H, k:L.H, v:L.H, input:L.H (repeat for more)");
+  paths->add_option("--receiver", receivers,
+                    "logits (default), or q:L.H, k:L.H, v:L.H, input:L.H (one query head), or k:L.gG, v:L.gG, "
+                    "input:L.gG (key/value group G: every query head sharing its keys and values); repeat for more");
   paths->add_option("--senders", senders, "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2");
   paths->add_option("--receiver-kind", receiver_kind, "With --senders: q, k, v or input")->capture_default_str();
   paths->add_flag("--mlps-on-path", mlps_on_path, "Recompute MLPs between sender and receiver as part of the path");

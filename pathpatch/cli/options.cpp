@@ -115,13 +115,32 @@ std::pair<int, int> layer_head(const std::string& s, const std::string& what) {
 
 }  // namespace
 
-Receiver parse_receiver(const std::string& spec) {
-  if (spec == "logits") return Receiver::logits();
+std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m) {
+  if (spec == "logits") return {Receiver::logits()};
   auto colon = spec.find(':');
   if (colon == std::string::npos)
-    throw InputError("--receiver '" + spec + "': expected logits, q:L.H, k:L.H, v:L.H or input:L.H");
-  auto [layer, head] = layer_head(spec.substr(colon + 1), "--receiver");
-  return Receiver{Receiver::kind_named(spec.substr(0, colon)), layer, head};
+    throw InputError("--receiver '" + spec + "': expected logits, q:L.H, k:L.H, v:L.H or input:L.H (or k:L.gG, "
+                     "v:L.gG, input:L.gG for key/value group G)");
+  const Receiver::Kind kind = Receiver::kind_named(spec.substr(0, colon));
+  const std::string at = spec.substr(colon + 1);
+  const size_t g = at.find(".g");
+  if (g == std::string::npos) {
+    auto [layer, head] = layer_head(at, "--receiver");
+    return {Receiver{kind, layer, head}};
+  }
+  // A key/value group: every query head that reads its keys and values (grouped-query attention).
+  if (kind == Receiver::Q)
+    throw InputError("--receiver '" + spec + "': queries are per head; a group shares its keys and values (k, v or "
+                     "input)");
+  const int layer = parse_int(at.substr(0, g), "--receiver '" + spec + "' layer");
+  const int group = parse_int(at.substr(g + 2), "--receiver '" + spec + "' group");
+  const int groups = m.config().n_kv_heads, per = m.config().n_groups();
+  if (group < 0 || group >= groups)
+    throw InputError("--receiver '" + spec + "': the model has " + std::to_string(groups) +
+                     " key/value heads per layer (groups 0 to " + std::to_string(groups - 1) + ")");
+  std::vector<Receiver> out;
+  for (int h = group * per; h < (group + 1) * per; ++h) out.push_back(Receiver{kind, layer, h});
+  return out;
 }
 
 std::vector<Sender> parse_senders(const std::string& spec) {

@@ -83,7 +83,9 @@ std::vector<int> parse_ints(const std::string& s, const std::string& what);
 int parse_int(const std::string& s, const std::string& what);  // exactly one
 uint64_t parse_bytes(const std::string& s, const std::string& what);  // 1000, 512K, 64M, 4G (powers of 1024)
 void parse_positions(const std::string& spec, Sites& sites);
-Receiver parse_receiver(const std::string& spec);  // logits | q:L.H | k:L.H | v:L.H | input:L.H
+// logits | q:L.H | k:L.H | v:L.H | input:L.H (one query head) | k:L.gG | v:L.gG | input:L.gG (every
+// query head of key/value group G: under grouped-query attention, the group's shared keys/values).
+std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m);
 std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
 
 const Tokenizer& require_tokenizer(const Model& m);

@@ -24,7 +24,8 @@ Linear own(const Linear& l) {
       w[i * l.out + j] = l.out_in ? l.w.data()[(l.col_offset + j) * ld + i] : l.w.data()[i * ld + l.col_offset + j];
   o.w = Tensor::from_vector({l.in, l.out}, std::move(w));
   if (l.b.defined())
-    o.b = Tensor::from_vector({l.out}, std::vector<float>(l.b.data() + l.col_offset, l.b.data() + l.col_offset + l.out));
+    o.b =
+        Tensor::from_vector({l.out}, std::vector<float>(l.b.data() + l.col_offset, l.b.data() + l.col_offset + l.out));
   return o;
 }
 
@@ -91,7 +92,8 @@ void fold_value_bias(Linear& v, Linear& o, int heads, int kv_heads, int64_t head
     double s = 0;
     for (int h = 0; h < heads; ++h) {
       const int64_t g = h / (heads / kv_heads);
-      for (int64_t e = 0; e < head_dim; ++e) s += static_cast<double>(v.b.data()[g * head_dim + e]) * W[(h * head_dim + e) * o.out + j];
+      for (int64_t e = 0; e < head_dim; ++e)
+        s += static_cast<double>(v.b.data()[g * head_dim + e]) * W[(h * head_dim + e) * o.out + j];
     }
     bo[j] += static_cast<float>(s);
   }

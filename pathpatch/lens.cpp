@@ -123,14 +123,22 @@ std::string ResidualPart::name() const {
   std::string a = "a";  // built by appends: GCC 12 warns falsely (-Wrestrict) on a + ".h" + ...
   a.append(std::to_string(layer));
   switch (kind) {
-    case Embed: return "embed";
-    case PosEmbed: return "pos_embed";
-    case Head: return a.append(".h").append(std::to_string(head));
-    case AttnBias: return a.append(".bias");
-    case Attention: return a;
-    case Mlp: return "m" + std::to_string(layer);
-    case NormBias: return "ln_final.bias";
-    case UnembedBias: return "b_U";
+    case Embed:
+      return "embed";
+    case PosEmbed:
+      return "pos_embed";
+    case Head:
+      return a.append(".h").append(std::to_string(head));
+    case AttnBias:
+      return a.append(".bias");
+    case Attention:
+      return a;
+    case Mlp:
+      return "m" + std::to_string(layer);
+    case NormBias:
+      return "ln_final.bias";
+    case UnembedBias:
+      return "b_U";
   }
   return "?";
 }
@@ -261,8 +269,9 @@ SweepResult LogitAttribution::heads(const Model& model) const {
   const ModelConfig& c = model.config();
   const int n = c.n_layers, H = c.n_heads;
   if (c.post_norms)
-    throw InputError("direct logit attribution: this model normalises each attention's output after summing its "
-                     "heads (Gemma-2's post-norm), so heads have no separate share; see the aL components");
+    throw InputError(
+        "direct logit attribution: this model normalises each attention's output after summing its "
+        "heads (Gemma-2's post-norm), so heads have no separate share; see the aL components");
   const bool mlp = model.graph().has_mlp();
   const int cols = H + (mlp ? 1 : 0);
   const int64_t B = per_example.size(1);

@@ -57,14 +57,14 @@ LogitLens logit_lens(const Model& model, const Batch& batch, const RunOptions& o
 // One part of the final residual stream.
 struct ResidualPart {
   enum Kind {
-    Embed,       // "embed": the token embeddings (scaled where the family scales them)
-    PosEmbed,    // "pos_embed": learned positions (GPT-2, GPT-Neo)
-    Head,        // "aL.hH": one head's output (its z through its slice of W_O)
-    AttnBias,    // "aL.bias": the output projection's bias
-    Attention,   // "aL": a whole attention output (Gemma-2: its post-norm makes the heads no sum)
-    Mlp,         // "mL"
-    NormBias,    // "ln_final.bias": LayerNorm's bias, the same for every input
-    UnembedBias, // "b_U": the logits' own bias (a processed model's, Model::processed)
+    Embed,        // "embed": the token embeddings (scaled where the family scales them)
+    PosEmbed,     // "pos_embed": learned positions (GPT-2, GPT-Neo)
+    Head,         // "aL.hH": one head's output (its z through its slice of W_O)
+    AttnBias,     // "aL.bias": the output projection's bias
+    Attention,    // "aL": a whole attention output (Gemma-2: its post-norm makes the heads no sum)
+    Mlp,          // "mL"
+    NormBias,     // "ln_final.bias": LayerNorm's bias, the same for every input
+    UnembedBias,  // "b_U": the logits' own bias (a processed model's, Model::processed)
   } kind;
   int layer = -1, head = -1;
   std::string name() const;
@@ -75,8 +75,8 @@ struct LogitAttribution {
   // attention) and its MLP (models with MLPs), then NormBias (LayerNorm only), UnembedBias (models
   // with b_U only).
   std::vector<ResidualPart> components;
-  Tensor per_example;  // [C, B]: each component's share of each row's logit difference
-  Tensor values;       // [C]: the mean over rows
+  Tensor per_example;        // [C, B]: each component's share of each row's logit difference
+  Tensor values;             // [C]: the mean over rows
   std::vector<float> total;  // per row: the logit difference (before Gemma-2's soft-cap); the shares sum to it
   int64_t position = -1;     // the position read, non-negative
 

@@ -152,12 +152,12 @@ TEST_CASE("direct logit attribution: each head's share from the torch reference'
       const pp::Tensor result = ref.load("blocks." + std::to_string(L) + ".attn.hook_result");  // [B, T, H, D]
       for (int64_t h = 0; h < H; ++h) {
         size_t k = 0;
-        while (k < dla.components.size() &&
-               !(dla.components[k].kind == pp::ResidualPart::Head && dla.components[k].layer == L &&
-                 dla.components[k].head == h))
+        while (k < dla.components.size() && !(dla.components[k].kind == pp::ResidualPart::Head &&
+                                              dla.components[k].layer == L && dla.components[k].head == h))
           ++k;
         REQUIRE(k < dla.components.size());
-        CHECK(dla.components[k].name() == std::string("a").append(std::to_string(L)).append(".h").append(std::to_string(h)));
+        CHECK(dla.components[k].name() ==
+              std::string("a").append(std::to_string(L)).append(".h").append(std::to_string(h)));
         for (int64_t b = 0; b < B; ++b) {
           const float* x = resid.data() + (b * T + T - 1) * D;
           double mean = 0, ss = 0;
@@ -190,7 +190,8 @@ TEST_CASE("the lens and direct logit attribution refuse what they cannot read", 
   const pp::Batch batch = golden_batch("gpt2");
   auto [answer, wrong] = some_tokens(m, batch.size);
   CHECK_THROWS_AS(pp::direct_logit_attribution(m, batch, {answer[0]}, wrong), pp::InputError);
-  CHECK_THROWS_WITH(pp::direct_logit_attribution(m, batch, answer, {-1, 2, 3}), Catch::Contains("outside the vocabulary"));
+  CHECK_THROWS_WITH(pp::direct_logit_attribution(m, batch, answer, {-1, 2, 3}),
+                    Catch::Contains("outside the vocabulary"));
   CHECK_THROWS_WITH(pp::direct_logit_attribution(m, batch, answer, wrong, batch.seq),
                     Catch::Contains("outside the input's"));
   CHECK_THROWS_WITH(pp::logit_lens(m, batch).logits(m, -batch.seq - 1), Catch::Contains("position"));

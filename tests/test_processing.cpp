@@ -32,8 +32,8 @@ std::vector<double> log_probs(const pp::Tensor& logits) {
   return out;
 }
 
-const char* const kFamilies[] = {"gpt2", "gpt2-attn-only", "gpt2-untied", "llama-gqa", "llama-tied", "llama3",
-                                 "mistral", "qwen2", "gemma2", "pythia", "neox-sequential", "gpt-neo"};
+const char* const kFamilies[] = {"gpt2",    "gpt2-attn-only", "gpt2-untied", "llama-gqa", "llama-tied",      "llama3",
+                                 "mistral", "qwen2",          "gemma2",      "pythia",    "neox-sequential", "gpt-neo"};
 
 }  // namespace
 

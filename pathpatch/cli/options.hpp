@@ -98,6 +98,18 @@ void print_sweep(const SweepResult& sweep, float base);
 
 int run_demo(const Model& model, const std::string& out_dir, const std::shared_ptr<Cache>& cache);
 
+// The commands that read one input (cli/reading.cpp); each returns the exit code.
+int cmd_forward(const Model& m, const std::shared_ptr<Cache>& cache, const Prompts& prompts, int top,
+                bool each_position, const std::string& dump, const std::string& names,
+                const std::vector<std::string>& zero, const std::vector<std::string>& mean);
+int cmd_attention(const Model& m, const Prompts& prompts, int layer, int head, int row, const std::string& out_dir);
+int cmd_generate(const Model& m, const std::shared_ptr<Cache>& cache, const Prompts& prompts, int n_tokens,
+                 const std::vector<std::string>& zero);
+int cmd_lens(const Model& m, const std::shared_ptr<Cache>& cache, ExperimentSpec spec, int64_t position, int top,
+             int64_t row, const Outputs& outputs);
+int cmd_dla(const Model& m, const std::shared_ptr<Cache>& cache, ExperimentSpec spec, int64_t position, int top,
+            const Outputs& outputs);
+
 // Before the work: InputError unless `path` ends in one of `extensions` (".svg", ...), IoError if
 // its folder does not exist. Nothing for an empty path (the option was not given).
 void check_output_path(const std::string& path, const std::string& flag, const std::vector<std::string>& extensions);

@@ -20,30 +20,33 @@ void bind_lens(py::module_& m) {
     labels: 'resid_pre0' .. 'resid_post{n-1}'; hidden: [readings, B, T, d_model].)")
       .def_property_readonly("labels", [](const PyLens& l) { return l.lens.labels; })
       .def_property_readonly("hidden", [](const PyLens& l) { return to_numpy(l.lens.hidden); })
-      .def("logits", [](const PyLens& l, int64_t position) { return to_numpy(l.lens.logits(*l.model, position)); },
-           py::arg("position") = -1, "[readings, B, d_vocab] at one position (negative: from the end)")
-      .def("score",
-           [](const PyLens& l, const Metric& metric) {
-             return to_numpy(l.lens.score(*l.model, fitted(metric, l.lens.batch.size)));
-           },
-           py::arg("metric"), "The metric of every reading, per row: [readings, B] (KL: from the model's own output)")
-      .def("next_token_probs", [](const PyLens& l) { return to_numpy(l.lens.next_token_probs(*l.model)); },
-           "p(the next input token) at every (reading, position): [readings, T - 1], mean over rows")
-      .def("__repr__", [](const PyLens& l) {
-        return "<LogitLens of " + std::to_string(l.lens.readings()) + " readings>";
-      });
+      .def(
+          "logits", [](const PyLens& l, int64_t position) { return to_numpy(l.lens.logits(*l.model, position)); },
+          py::arg("position") = -1, "[readings, B, d_vocab] at one position (negative: from the end)")
+      .def(
+          "score",
+          [](const PyLens& l, const Metric& metric) {
+            return to_numpy(l.lens.score(*l.model, fitted(metric, l.lens.batch.size)));
+          },
+          py::arg("metric"), "The metric of every reading, per row: [readings, B] (KL: from the model's own output)")
+      .def(
+          "next_token_probs", [](const PyLens& l) { return to_numpy(l.lens.next_token_probs(*l.model)); },
+          "p(the next input token) at every (reading, position): [readings, T - 1], mean over rows")
+      .def("__repr__",
+           [](const PyLens& l) { return "<LogitLens of " + std::to_string(l.lens.readings()) + " readings>"; });
 
-  m.def("logit_lens",
-        [](const ModelPtr& model, const py::handle& input, const py::handle& interventions) {
-          PyLens out{{}, model};
-          const Batch b = to_batch(*model, input, "input");
-          const RunOptions o = run_options(interventions, false, nullptr, 1'000'000);
-          py::gil_scoped_release nogil;
-          out.lens = logit_lens(*model, b, o);
-          return out;
-        },
-        py::arg("model"), py::arg("input"), py::kw_only(), py::arg("interventions") = py::none(),
-        R"(The logit lens: each layer's residual stream as if it were the last (TransformerLens's
+  m.def(
+      "logit_lens",
+      [](const ModelPtr& model, const py::handle& input, const py::handle& interventions) {
+        PyLens out{{}, model};
+        const Batch b = to_batch(*model, input, "input");
+        const RunOptions o = run_options(interventions, false, nullptr, 1'000'000);
+        py::gil_scoped_release nogil;
+        out.lens = logit_lens(*model, b, o);
+        return out;
+      },
+      py::arg("model"), py::arg("input"), py::kw_only(), py::arg("interventions") = py::none(),
+      R"(The logit lens: each layer's residual stream as if it were the last (TransformerLens's
     accumulated_resid(apply_ln=True) through the unembedding).
 
     >>> lens = pathpatch.logit_lens(model, "When Mary and John went to the store, John gave a drink to")
@@ -76,21 +79,22 @@ void bind_lens(py::module_& m) {
                std::to_string(d.position) + ">";
       });
 
-  m.def("direct_logit_attribution",
-        [](const ModelPtr& model, const py::handle& input, const py::handle& answer, const py::handle& wrong,
-           int64_t position, const py::handle& interventions) {
-          const Batch b = to_batch(*model, input, "input");
-          const Metric tokens = fitted(wrong.is_none() ? Metric::log_prob(to_tokens(answer, "answer"))
-                                                       : Metric::logit_diff(to_tokens(answer, "answer"),
-                                                                            to_tokens(wrong, "wrong")),
-                                       b.size);  // one token for every row, as the metrics take them
-          const RunOptions o = run_options(interventions, false, nullptr, 1'000'000);
-          py::gil_scoped_release nogil;
-          return direct_logit_attribution(*model, b, tokens.answer, tokens.wrong, position, o);
-        },
-        py::arg("model"), py::arg("input"), py::arg("answer"), py::arg("wrong") = py::none(), py::kw_only(),
-        py::arg("position") = -1, py::arg("interventions") = py::none(),
-        R"(Direct logit attribution: each head's, MLP's and embedding's share of logit(answer) - logit(wrong)
+  m.def(
+      "direct_logit_attribution",
+      [](const ModelPtr& model, const py::handle& input, const py::handle& answer, const py::handle& wrong,
+         int64_t position, const py::handle& interventions) {
+        const Batch b = to_batch(*model, input, "input");
+        const Metric tokens =
+            fitted(wrong.is_none() ? Metric::log_prob(to_tokens(answer, "answer"))
+                                   : Metric::logit_diff(to_tokens(answer, "answer"), to_tokens(wrong, "wrong")),
+                   b.size);  // one token for every row, as the metrics take them
+        const RunOptions o = run_options(interventions, false, nullptr, 1'000'000);
+        py::gil_scoped_release nogil;
+        return direct_logit_attribution(*model, b, tokens.answer, tokens.wrong, position, o);
+      },
+      py::arg("model"), py::arg("input"), py::arg("answer"), py::arg("wrong") = py::none(), py::kw_only(),
+      py::arg("position") = -1, py::arg("interventions") = py::none(),
+      R"(Direct logit attribution: each head's, MLP's and embedding's share of logit(answer) - logit(wrong)
     at `position`, through the final norm with its scale frozen (TransformerLens's logit_attrs).
     wrong=None: the answer's logit alone.
 
@@ -101,15 +105,16 @@ void bind_lens(py::module_& m) {
       .def_readonly("tokens", &Generation::tokens)
       .def_readonly("batch", &Generation::batch);
 
-  m.def("generate",
-        [](const ModelPtr& model, const py::handle& input, int tokens, const py::handle& interventions) {
-          const Batch b = to_batch(*model, input, "input");
-          const RunOptions o = run_options(interventions, false, nullptr, 1'000'000);
-          py::gil_scoped_release nogil;
-          return generate(*model, b, tokens, o);
-        },
-        py::arg("model"), py::arg("input"), py::arg("tokens"), py::kw_only(), py::arg("interventions") = py::none(),
-        R"(Greedy decoding of `tokens` new tokens per row; the interventions apply at every position.
+  m.def(
+      "generate",
+      [](const ModelPtr& model, const py::handle& input, int tokens, const py::handle& interventions) {
+        const Batch b = to_batch(*model, input, "input");
+        const RunOptions o = run_options(interventions, false, nullptr, 1'000'000);
+        py::gil_scoped_release nogil;
+        return generate(*model, b, tokens, o);
+      },
+      py::arg("model"), py::arg("input"), py::arg("tokens"), py::kw_only(), py::arg("interventions") = py::none(),
+      R"(Greedy decoding of `tokens` new tokens per row; the interventions apply at every position.
 
     >>> g = pathpatch.generate(model, prompt, 10, interventions=[pathpatch.zero("z0")])
     >>> model.to_string(g.tokens[0]))");

@@ -17,13 +17,12 @@ class NoContext final : public ComputeContext {
   void emit(ActId, Tensor&) override {}
 };
 
-// `position` (negative: from the end) as an index into the batch's positions.
-int64_t resolve_position(int64_t position, const Batch& batch, const char* what) {
-  const int64_t p = position < 0 ? batch.seq + position : position;
-  if (p < 0 || p >= batch.seq)
-    throw InputError(std::string(what) + ": position " + std::to_string(position) + " is outside the input's " +
-                     std::to_string(batch.seq) + " positions");
-  return p;
+// The value of the probe this file placed under `label` ("lens:..." / "dla:...": labels of its own,
+// so that a caller's probes of the same activations, in the options, are no second match).
+const Tensor& labelled(const Result& r, const std::string& label) {
+  for (const ProbeRecord& p : r.probes)
+    if (p.label == label) return p.value;
+  throw InternalError("no probe labelled " + label);
 }
 
 std::string layer_name(int L, const char* hook) { return "blocks." + std::to_string(L) + "." + hook; }
@@ -49,15 +48,15 @@ LogitLens logit_lens(const Model& model, const Batch& batch, const RunOptions& o
   lens.batch = batch;
   for (int L = 0; L < n; ++L) {
     lens.labels.push_back("resid_pre" + std::to_string(L));
-    o.interventions.push_back(probe(layer_name(L, "hook_resid_pre"), lens.labels.back()));
+    o.interventions.push_back(probe(layer_name(L, "hook_resid_pre"), "lens:" + lens.labels.back()));
   }
   lens.labels.push_back("resid_post" + std::to_string(n - 1));
-  o.interventions.push_back(probe(layer_name(n - 1, "hook_resid_post"), lens.labels.back()));
+  o.interventions.push_back(probe(layer_name(n - 1, "hook_resid_post"), "lens:" + lens.labels.back()));
   const Result r = forward(model, batch, o);
   const int64_t each = batch.size * batch.seq * model.config().d_model;
   lens.hidden = Tensor::uninitialized({n + 1, batch.size, batch.seq, model.config().d_model});
   for (size_t i = 0; i < lens.labels.size(); ++i) {
-    const Tensor h = final_norm(model, r.probe(lens.labels[i]));
+    const Tensor h = final_norm(model, labelled(r, "lens:" + lens.labels[i]));
     std::copy(h.data(), h.data() + each, lens.hidden.data_mut() + i * each);
   }
   return lens;
@@ -70,7 +69,7 @@ Tensor LogitLens::reading(int64_t r) const {
 }
 
 Tensor LogitLens::logits(const Model& model, int64_t position) const {
-  const int64_t p = resolve_position(position, batch, "logit lens");
+  const int64_t p = resolve_position(position, batch.seq, "logit lens: position");
   const int64_t R = readings(), B = batch.size, T = batch.seq, D = hidden.size(3);
   Tensor rows = Tensor::uninitialized({R, B, D});
   for (int64_t r = 0; r < R; ++r)
@@ -82,6 +81,9 @@ Tensor LogitLens::logits(const Model& model, int64_t position) const {
 }
 
 Tensor LogitLens::score(const Model& model, const Metric& metric) const {
+  if (metric.kind == MetricKind::NormalizedLogitDiff)
+    throw InputError("logit lens: the normalised logit difference needs a corrupted run, and the lens reads one; "
+                     "score it by the logit difference");
   const int64_t R = readings(), B = batch.size;
   const Tensor own = reading(R - 1);
   const Scorer scorer(model, metric, batch, own, own);
@@ -160,13 +162,13 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
       throw InputError("direct logit attribution: token " + std::to_string(t) + " is outside the vocabulary (" +
                        std::to_string(V) + ")");
   }
-  const int64_t p = resolve_position(position, batch, "direct logit attribution");
+  const int64_t p = resolve_position(position, batch.seq, "direct logit attribution: position");
   const bool heads_add_up = !c.post_norms;  // Gemma-2 normalises the attention's output after the heads
   const bool has_mlp = model.graph().has_mlp(), has_pos = model.acts().pos_embed >= 0;
 
   RunOptions o = options;
   o.logits = false;
-  auto want = [&](const std::string& name) { o.interventions.push_back(probe(name)); };
+  auto want = [&](const std::string& name) { o.interventions.push_back(probe(name, "dla:" + name)); };
   want(layer_name(0, "hook_resid_pre"));
   if (has_pos) want("hook_pos_embed");
   for (int L = 0; L < n; ++L) {
@@ -182,7 +184,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   // no mean). Double sums: the shares are differences of nearly equal numbers.
   const NormWeights& norm = model.final_norm_weights();
   const bool centred = norm.b.defined();
-  const Tensor& final_resid = r.probe(layer_name(n - 1, "hook_resid_post"));
+  const Tensor& final_resid = labelled(r, "dla:" + layer_name(n - 1, "hook_resid_post"));
   const Tensor& W = model.unembedding();
   std::vector<double> dir(static_cast<size_t>(B * D)), dir_sum(static_cast<size_t>(B), 0.0);
   std::vector<double> bias_share(static_cast<size_t>(B), 0.0), bias_of_logits(static_cast<size_t>(B), 0.0);
@@ -218,7 +220,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
     }
     return s;
   };
-  auto of = [&](const std::string& name) { return share(r.probe(name).data() + p * D, T * D); };
+  auto of = [&](const std::string& name) { return share(labelled(r, "dla:" + name).data() + p * D, T * D); };
   std::vector<std::vector<double>> shares;
   auto add = [&](ResidualPart part, std::vector<double> s) {
     out.components.push_back(part);
@@ -236,7 +238,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   for (int L = 0; L < n; ++L) {
     std::vector<double> attn = of(layer_name(L, "hook_attn_out"));
     if (heads_add_up) {
-      const Tensor& result = r.probe(layer_name(L, "attn.hook_result"));  // [B, T, H, D]
+      const Tensor& result = labelled(r, "dla:" + layer_name(L, "attn.hook_result"));  // [B, T, H, D]
       for (int64_t h = 0; h < H; ++h) {
         std::vector<double> s = share(result.data() + (p * H + h) * D, T * H * D);
         for (int64_t b = 0; b < B; ++b) attn[b] -= s[b];

@@ -1,8 +1,10 @@
 #pragma once
 // Reading the residual stream in the unembedding's terms.
 //
-//   The logit lens (nostalgebraist 2020; TransformerLens's accumulated_resid + apply_ln): each
-//   layer's residual stream read as if it were the last, through the final norm and unembedding.
+//   The logit lens (nostalgebraist 2020): each layer's residual stream read as if it were the last,
+//   through the final norm (with each reading's own statistics, as the model would normalise it)
+//   and the unembedding. TransformerLens's accumulated_resid(apply_ln=True) instead divides every
+//   layer by the final residual's scale, as direct logit attribution below does.
 //
 //   Direct logit attribution (TransformerLens's decompose_resid / stack_head_results + logit_attrs):
 //   the final residual is a sum of parts (the embeddings, each head's output, each attention's
@@ -43,8 +45,9 @@ struct LogitLens {
   // The logits of every reading at one position (negative: from the end): [n_layers + 1, B, V].
   // InputError for a position outside the batch.
   Tensor logits(const Model& model, int64_t position) const;
-  // A metric of every reading, per row: [n_layers + 1, B]. Metrics that compare with a clean run
-  // (KL, the normalised difference) take the model's own output (the last reading) as clean.
+  // A metric of every reading, per row: [n_layers + 1, B]. KL compares with the model's own output
+  // (the last reading) as the clean run; the normalised difference, which needs a corrupted run,
+  // is an InputError.
   Tensor score(const Model& model, const Metric& metric) const;
   // p(the next input token) at every (reading, position): [n_layers + 1, T - 1], mean over rows
   // (padding left out). How early each position's continuation becomes predictable.

@@ -58,16 +58,19 @@ std::string Metric::name() const {
   return "?";
 }
 
+int64_t resolve_position(int64_t position, int64_t seq, const std::string& what) {
+  const int64_t p = position < 0 ? position + seq : position;
+  if (p < 0 || p >= seq)
+    throw InputError(what + " " + std::to_string(position) + " is outside the input's " + std::to_string(seq) +
+                     " positions");
+  return p;
+}
+
 namespace {
 
 std::vector<int> resolve(const std::vector<int>& positions, int64_t T) {
   std::vector<int> out;
-  for (int p : positions) {
-    int64_t q = p < 0 ? p + T : p;
-    if (q < 0 || q >= T)
-      throw InputError("metric position " + std::to_string(p) + " is outside the " + std::to_string(T) + " positions");
-    out.push_back(static_cast<int>(q));
-  }
+  for (int p : positions) out.push_back(static_cast<int>(resolve_position(p, T, "metric position")));
   return out;
 }
 

@@ -54,6 +54,10 @@ void check_differentiable(const Metric& metric);
 // back from its unit log recomputes the very same bits).
 float metric_mean(const std::vector<float>& rows);
 
+// `position` (negative: from the end) as an index into `seq` positions. InputError "<what> P is
+// outside the input's T positions" where it is not one.
+int64_t resolve_position(int64_t position, int64_t seq, const std::string& what);
+
 // The logits [B, P, V] at `positions` (negative from the end) of final hidden states [B, T, D].
 Tensor logits_at(const Model& model, const Tensor& hidden, const std::vector<int>& positions);
 

@@ -133,22 +133,31 @@ printf '%s\n' '{"ids": [1, 385, 3], "corrupt_ids": [1, 385, 4], "answer_id": 5, 
   { echo "FAIL: patch --sites z --per-head: no heatmap per head" >&2; failures=$((failures + 1)); }
 
 # A sweep stopped part-way (Ctrl-C, here sent by the process itself after 2 units) keeps its
-# finished units without --resume; the same command goes on from them to the numbers of an
-# uninterrupted run, and then leaves nothing behind; nor does a command that fails.
+# finished units without --resume, in a private folder; while another run holds that folder a run
+# keeps none but still computes; the same command then goes on from the kept units to the numbers
+# of an uninterrupted run, and leaves nothing behind; nor does a command that fails with nothing kept.
 mkdir -p "$tmp/t" "$tmp/t2"
 stop=(patch --model "$zoo" "${sweep[@]}" --sites z,resid_pre --positions each)
 TMPDIR="$tmp/t" PATHPATCH_TEST_STOP_AFTER_UNITS=2 "$cli" "${stop[@]}" --out "$tmp/s1.csv" >/dev/null 2>"$tmp/err"
 rc=$?
-{ [ "$rc" -eq 130 ] && grep -q "stopped; the finished units are kept in $tmp/t/pathpatch-units-" "$tmp/err" &&
-  [ "$(ls "$tmp/t" | wc -l)" -eq 1 ]; } || { echo "FAIL: a stopped sweep: exit $rc, $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
+kept=$(ls -d "$tmp/t"/pathpatch-units-* 2>/dev/null)
+{ [ "$rc" -eq 130 ] && grep -q "stopped; the finished units are kept in $tmp/t/pathpatch-units-$(id -u)-" "$tmp/err" &&
+  [ "$(ls "$tmp/t" | wc -l)" -eq 1 ] && [ "$(stat -c %a "$kept")" = 700 ]; } ||
+  { echo "FAIL: a stopped sweep: exit $rc, $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
+TMPDIR="$tmp/t" flock "$kept" "$cli" "${stop[@]}" --out "$tmp/s0.csv" >/dev/null 2>"$tmp/err" &&
+  grep -q "another run of this command keeps its units in $kept" "$tmp/err" && [ -d "$kept" ] ||
+  { echo "FAIL: a run beside a live one: $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
 TMPDIR="$tmp/t" "$cli" "${stop[@]}" --out "$tmp/s1.csv" >/dev/null 2>"$tmp/err" &&
-  grep -q "resuming: 2 finished units read from $tmp/t/pathpatch-units-" "$tmp/err" && [ -z "$(ls "$tmp/t")" ] ||
+  grep -q "resuming: 2 finished units read from $kept" "$tmp/err" && [ -z "$(ls "$tmp/t")" ] ||
   { echo "FAIL: the same command did not go on from the kept units: $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
 TMPDIR="$tmp/t2" "$cli" "${stop[@]}" --out "$tmp/s2.csv" >/dev/null 2>&1
-cmp -s "$tmp/s1-z.csv" "$tmp/s2-z.csv" && cmp -s "$tmp/s1-resid_pre.csv" "$tmp/s2-resid_pre.csv" ||
+cmp -s "$tmp/s1-z.csv" "$tmp/s2-z.csv" && cmp -s "$tmp/s1-resid_pre.csv" "$tmp/s2-resid_pre.csv" &&
+  cmp -s "$tmp/s0-z.csv" "$tmp/s2-z.csv" ||
   { echo "FAIL: the resumed sweep's numbers differ from an uninterrupted run's" >&2; failures=$((failures + 1)); }
-TMPDIR="$tmp/t" "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:9.9 >/dev/null 2>&1
-[ -z "$(ls "$tmp/t")" ] || { echo "FAIL: a failed sweep left its units' folder" >&2; failures=$((failures + 1)); }
+TMPDIR="$tmp/t" "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:9.9 >/dev/null 2>"$tmp/err"
+rc=$?
+{ [ "$rc" -eq 1 ] && grep -q "receiver a9.head9 does not exist" "$tmp/err" && [ -z "$(ls "$tmp/t")" ]; } ||
+  { echo "FAIL: a failed sweep: exit $rc, or it left its units' folder: $(cat "$tmp/err")" >&2; failures=$((failures + 1)); }
 
 # A key/value group as the receiver: the same as each of its query heads as receivers together.
 "$cli" paths --model "$zoo" "${sweep[@]}" --receiver k:2.g0 --out "$tmp/g.csv" >/dev/null 2>&1 &&

@@ -4,6 +4,8 @@
 #include <map>
 #include <memory>
 
+#include "models/safetensors.hpp"
+
 namespace pptest {
 
 const pathpatch::Model& model(const std::string& name) {
@@ -44,6 +46,11 @@ pathpatch::Batch batch_from(const pathpatch::Tensor& ids, const pathpatch::Tenso
     b.mask.push_back(mask.data()[i] != 0.0f);
   }
   return b;
+}
+
+pathpatch::Batch golden_batch(const std::string& golden_name) {
+  auto f = pathpatch::SafetensorsFile::open(golden(golden_name) / "batch.safetensors");
+  return batch_from(f.load("input_ids"), f.load("attention_mask"));
 }
 
 }  // namespace pptest

@@ -18,6 +18,8 @@ float max_diff(const pathpatch::Tensor& a, const pathpatch::Tensor& b);
 
 // A batch from a reference file's input_ids / attention_mask (stored as F32).
 pathpatch::Batch batch_from(const pathpatch::Tensor& ids, const pathpatch::Tensor& mask);
+// The input of a golden folder's "batch" case (three rows, left padding).
+pathpatch::Batch golden_batch(const std::string& golden_name);
 
 inline pathpatch::Split no_split(const pathpatch::Path&) { return pathpatch::Split::None; }
 

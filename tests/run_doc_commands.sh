@@ -29,15 +29,16 @@ quoted_in() {
     function value(s) { gsub(/[^-+0-9.]/, "", s); return s + 0 }
     function digits(s) { gsub(/[^-+0-9.]/, "", s); return index(s, ".") ? length(s) - index(s, ".") : 0 }
     function same(a, b,   d) {
-      if (a == b) return 1
+      if ((a "") == (b "")) return 1  # as strings: 1.10 is not 1.1
       if (core(a) == "" || core(b) == "") return 0
       d = digits(a)  # fewer than 3 decimals: a name (head 1.1) or a rounded figure, exactly
-      return d >= 3 && digits(b) == d && (value(a) - value(b))^2 <= (2.5 * 10 ^ -d)^2
+      return d >= 3 && digits(b) == d && (value(a) - value(b))^2 <= (2.01 * 10 ^ -d)^2
     }
-    BEGIN { sub(/^[ \t]+/, "", want); n = split(want, w, /[ \t]+/); found = 0 }
+    BEGIN { sub(/^[ \t]+/, "", want); sub(/[ \t]+$/, "", want); n = split(want, w, /[ \t]+/); found = 0 }
     {
       line = $0
       sub(/^[ \t]+/, "", line)
+      sub(/[ \t]+$/, "", line)
       m = split(line, t, /[ \t]+/)
       for (i = 1; i + n - 1 <= m && !found; ++i) {
         ok = 1
@@ -83,7 +84,7 @@ while IFS= read -r line; do
   if [ "${line#\$ }" != "$line" ]; then
     run_pending
     cmd=${line#\$ }
-  elif [ -n "$cmd" ] && [ -n "${line// /}" ] && [ "$line" != "..." ]; then
+  elif [ -n "$cmd" ] && [ -n "${line// /}" ] && [ "$(echo "$line" | tr -d ' ')" != "..." ]; then
     expected+=("$line")
   fi
 done < "$doc"

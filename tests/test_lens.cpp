@@ -13,11 +13,6 @@ namespace pp = pathpatch;
 
 namespace {
 
-pp::Batch golden_batch(const std::string& name) {
-  auto f = pp::SafetensorsFile::open(pptest::golden(name) / "batch.safetensors");
-  return pptest::batch_from(f.load("input_ids"), f.load("attention_mask"));
-}
-
 // Two distinct tokens per row, as answer and wrong.
 std::pair<std::vector<int32_t>, std::vector<int32_t>> some_tokens(const pp::Model& m, int64_t rows) {
   std::vector<int32_t> a, w;
@@ -52,7 +47,7 @@ TEST_CASE("the logit lens's last reading is the model's own output; the others a
   for (const char* name : kFamilies) {
     INFO(name);
     const pp::Model& m = pptest::model(name);
-    const pp::Batch batch = golden_batch(name);
+    const pp::Batch batch = pptest::golden_batch(name);
     const int64_t B = batch.size, T = batch.seq, V = m.config().vocab_size, D = m.config().d_model;
     const int n = m.config().n_layers;
     const pp::LogitLens lens = pp::logit_lens(m, batch);
@@ -113,7 +108,7 @@ TEST_CASE("direct logit attribution: the parts sum to the logit difference, ever
   for (const char* name : kFamilies) {
     INFO(name);
     const pp::Model& m = pptest::model(name);
-    const pp::Batch batch = golden_batch(name);
+    const pp::Batch batch = pptest::golden_batch(name);
     const int64_t B = batch.size, T = batch.seq;
     auto [answer, wrong] = some_tokens(m, B);
     const pp::Result plain = pp::forward(m, batch);
@@ -138,7 +133,7 @@ TEST_CASE("direct logit attribution: each head's share from the torch reference'
   for (const char* name : {"gpt2", "llama-gqa", "pythia"}) {
     INFO(name);
     const pp::Model& m = pptest::model(name);
-    const pp::Batch batch = golden_batch(name);
+    const pp::Batch batch = pptest::golden_batch(name);
     const int64_t B = batch.size, T = batch.seq, D = m.config().d_model, H = m.config().n_heads;
     const int n = m.config().n_layers;
     auto [answer, wrong] = some_tokens(m, B);
@@ -187,7 +182,7 @@ TEST_CASE("direct logit attribution: each head's share from the torch reference'
 
 TEST_CASE("the lens and direct logit attribution refuse what they cannot read", "[lens]") {
   const pp::Model& m = pptest::model("gpt2");
-  const pp::Batch batch = golden_batch("gpt2");
+  const pp::Batch batch = pptest::golden_batch("gpt2");
   auto [answer, wrong] = some_tokens(m, batch.size);
   CHECK_THROWS_AS(pp::direct_logit_attribution(m, batch, {answer[0]}, wrong), pp::InputError);
   CHECK_THROWS_WITH(pp::direct_logit_attribution(m, batch, answer, {-1, 2, 3}),
@@ -196,8 +191,17 @@ TEST_CASE("the lens and direct logit attribution refuse what they cannot read", 
                     Catch::Contains("outside the input's"));
   CHECK_THROWS_WITH(pp::logit_lens(m, batch).logits(m, -batch.seq - 1), Catch::Contains("position"));
   CHECK_THROWS_AS(pp::final_norm(m, pp::Tensor::full({2, 3}, 1.0f)), pp::InputError);
+  CHECK_THROWS_WITH(pp::logit_lens(m, batch).score(m, pp::Metric::normalized_logit_diff(answer, wrong)),
+                    Catch::Contains("needs a corrupted run"));
+  // A caller's own probes of the activations the lens and the attribution read are no second match.
+  pp::RunOptions probed;
+  probed.interventions = {pp::probe("blocks.0.hook_resid_pre"), pp::probe("blocks.1.hook_resid_post"),
+                          pp::probe("blocks.0.attn.hook_result")};
+  CHECK(pp::logit_lens(m, batch, probed).readings() == 3);
+  CHECK(pp::direct_logit_attribution(m, batch, answer, wrong, -1, probed).total ==
+        pp::direct_logit_attribution(m, batch, answer, wrong).total);
   const pp::Model& gemma = pptest::model("gemma2");
-  const pp::Batch gb = golden_batch("gemma2");
+  const pp::Batch gb = pptest::golden_batch("gemma2");
   auto [ga, gw] = some_tokens(gemma, gb.size);
   const pp::LogitAttribution g = pp::direct_logit_attribution(gemma, gb, ga, gw);
   CHECK(g.components[1].kind == pp::ResidualPart::Attention);  // embed, then a0 whole
@@ -211,7 +215,7 @@ TEST_CASE("the lens and direct logit attribution refuse what they cannot read", 
 
 TEST_CASE("generate: greedy tokens are the forward's arg-max, interventions included", "[generate]") {
   const pp::Model& m = pptest::model("llama-gqa");
-  const pp::Batch batch = golden_batch("llama-gqa");
+  const pp::Batch batch = pptest::golden_batch("llama-gqa");
   pp::RunOptions ablated;
   ablated.interventions = {pp::zero("blocks.0.attn.hook_z", {{0, 1}, {}})};
   for (const pp::RunOptions& o : {pp::RunOptions{}, ablated}) {

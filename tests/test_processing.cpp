@@ -13,11 +13,6 @@ namespace pp = pathpatch;
 
 namespace {
 
-pp::Batch golden_batch(const std::string& name) {
-  auto f = pp::SafetensorsFile::open(pptest::golden(name) / "batch.safetensors");
-  return pptest::batch_from(f.load("input_ids"), f.load("attention_mask"));
-}
-
 // log-softmax of each row of [..., V] logits, in double.
 std::vector<double> log_probs(const pp::Tensor& logits) {
   const int64_t V = logits.size(-1), rows = logits.numel() / V;
@@ -43,7 +38,7 @@ TEST_CASE("weight processing keeps every family's next-token distribution", "[pr
     const pp::Model& m = pptest::model(name);
     const pp::Model p = m.processed();
     CHECK(p.id() != m.id());
-    const pp::Batch batch = golden_batch(name);
+    const pp::Batch batch = pptest::golden_batch(name);
     const pp::Result before = pp::forward(m, batch), after = pp::forward(p, batch);
     const std::vector<double> a = log_probs(before.logits), b = log_probs(after.logits);
     double worst = 0;
@@ -69,7 +64,7 @@ TEST_CASE("processed activations: the norms only normalise, the stream is centre
   // GPT-2 (LayerNorm): every writer centred, so every residual stream has mean 0 over d_model.
   const pp::Model& gpt2 = pptest::model("gpt2");
   const pp::Model p = gpt2.processed();
-  const pp::Batch batch = golden_batch("gpt2");
+  const pp::Batch batch = pptest::golden_batch("gpt2");
   pp::RunOptions o;
   for (const auto& a : p.graph().activations()) o.interventions.push_back(pp::probe(a.name));
   const pp::Result r = pp::forward(p, batch, o);
@@ -102,7 +97,7 @@ TEST_CASE("processed activations: the norms only normalise, the stream is centre
   // Qwen2 (RMSNorm, GQA, value biases): the values lose exactly their bias, and nothing is centred.
   const pp::Model& qwen = pptest::model("qwen2");
   const pp::Model q = qwen.processed();
-  const pp::Batch qb = golden_batch("qwen2");
+  const pp::Batch qb = pptest::golden_batch("qwen2");
   pp::RunOptions v;
   v.interventions = {pp::probe("blocks.0.attn.hook_v"), pp::probe("blocks.0.hook_resid_pre")};
   const pp::Result before = pp::forward(qwen, qb, v), after = pp::forward(q, qb, v);
@@ -123,7 +118,7 @@ TEST_CASE("direct logit attribution of a processed model: its parts, b_U among t
           "[processing][lens]") {
   const pp::Model& m = pptest::model("gpt2");
   const pp::Model p = m.processed();
-  const pp::Batch batch = golden_batch("gpt2");
+  const pp::Batch batch = pptest::golden_batch("gpt2");
   const std::vector<int32_t> answer(static_cast<size_t>(batch.size), 3), wrong(static_cast<size_t>(batch.size), 7);
   const pp::LogitAttribution a = pp::direct_logit_attribution(m, batch, answer, wrong);
   const pp::LogitAttribution b = pp::direct_logit_attribution(p, batch, answer, wrong);

@@ -519,7 +519,7 @@ std::vector<std::string> text_outside_canvas(const std::string& svg) {
     std::string body = svg.substr(close + 1, end - close - 1);
     size_t chars = 0;  // entities (&amp;) and UTF-8 continuation bytes count once
     for (size_t i = 0; i < body.size(); ++i) {
-      if (body[i] == '&') i = body.find(';', i);
+      if (body[i] == '&') i = std::min(body.find(';', i), body.size() - 1);
       if ((static_cast<unsigned char>(body[i]) & 0xC0) != 0x80) ++chars;
     }
     const double size = number_after(tag, "font-size=\"", 14);

@@ -117,6 +117,13 @@ std::vector<std::string> ticks(const SweepResult& s, size_t axis, const HeatmapO
 
 double text_width(const std::string& s, double font) { return 0.6 * font * static_cast<double>(s.size()); }
 
+// The colour bar's five tick labels, bottom to top: -limit, -limit/2, 0, limit/2, limit.
+std::vector<std::string> bar_labels(float limit) {
+  std::vector<std::string> out;
+  for (int i = 0; i <= 4; ++i) out.push_back(num(limit * static_cast<float>(2 * (i / 4.0) - 1), "%.3g"));
+  return out;
+}
+
 struct Layout {
   int64_t rows = 0, cols = 0;
   double cell = 0, cell_h = 0, left = 0, top = 64, grid_w = 0, grid_h = 0, bar_x = 0, bar_h = 0, width = 0, height = 0;
@@ -216,13 +223,13 @@ void svg_axes(std::ostringstream& out, const SweepResult& s, const Layout& L, co
 void svg_colour_bar(std::ostringstream& out, const Layout& L, float limit, bool any_nan) {
   out << "<rect x=\"" << num(L.bar_x) << "\" y=\"" << num(L.top) << "\" width=\"14\" height=\"" << num(L.bar_h)
       << "\" fill=\"url(#bar)\" stroke=\"#888888\" stroke-width=\"0.5\"/>\n";
+  const std::vector<std::string> labels = bar_labels(limit);
   for (int i = 0; i <= 4; ++i) {
-    const double frac = i / 4.0, y = L.top + L.bar_h * (1 - frac);
-    const float value = limit * static_cast<float>(2 * frac - 1);
+    const double y = L.top + L.bar_h * (1 - i / 4.0);
     out << "<line x1=\"" << num(L.bar_x + 14) << "\" y1=\"" << num(y) << "\" x2=\"" << num(L.bar_x + 18) << "\" y2=\""
         << num(y) << "\" stroke=\"#444444\"/>"
         << "<text x=\"" << num(L.bar_x + 21) << "\" y=\"" << num(y) << "\" dy=\"0.35em\" font-size=\"10\">"
-        << num(value, "%.3g") << "</text>\n";
+        << labels[i] << "</text>\n";
   }
   if (any_nan)
     out << "<rect x=\"" << num(L.bar_x) << "\" y=\"" << num(L.top + L.bar_h + 10)
@@ -368,11 +375,9 @@ std::string heatmap_document(const SweepResult& sweep, const HeatmapOptions& o, 
   }
   if (!(limit > 0)) limit = 1;
   const std::string title = o.title.empty() ? s.title + (s.metric.empty() ? "" : " \u2014 " + s.metric) : o.title;
-  std::string bar_label;  // the colour bar's widest label (svg_colour_bar writes five)
-  for (int i = 0; i <= 4; ++i) {
-    const std::string label = num(limit * static_cast<float>(2 * (i / 4.0) - 1), "%.3g");
+  std::string bar_label;  // the colour bar's widest label
+  for (const std::string& label : bar_labels(limit))
     if (label.size() > bar_label.size()) bar_label = label;
-  }
   const Layout L = layout(row_ticks, col_ticks, title, bar_label, o);
   if (width) *width = std::round(L.width);
   if (height) *height = std::round(L.height);

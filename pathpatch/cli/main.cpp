@@ -5,7 +5,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -75,45 +74,6 @@ std::string fingerprint(const std::vector<std::string>& args, const std::string&
   const std::filesystem::path dir = std::filesystem::weakly_canonical(model_dir, ec);
   return s + "\nmodel " + (ec ? model_dir : dir.string());
 }
-
-// Without --resume a sweep still keeps its finished units, in a folder named after the command, so
-// that a stopped run (Ctrl-C, a crash, a lost machine) loses nothing: the same command goes on
-// from them. The folder goes when the command succeeds.
-std::filesystem::path automatic_resume_folder(const std::string& fingerprint) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across builds and machines
-  for (unsigned char c : fingerprint) h = (h ^ c) * 1099511628211ull;
-  char name[40];
-  std::snprintf(name, sizeof name, "pathpatch-units-%016llx", static_cast<unsigned long long>(h));
-  return std::filesystem::temp_directory_path() / name;
-}
-
-// Ctrl-C during a sweep: say where its finished units are before the default action ends the
-// process (only async-signal-safe calls here).
-std::string stop_message;
-void say_where_units_are(int sig) {
-  if (!stop_message.empty() && ::write(STDERR_FILENO, stop_message.data(), stop_message.size()) < 0) {
-  }
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
-// PATHPATCH_TEST_STOP_AFTER_UNITS=N: after recording N units, the process sends itself SIGINT, as a
-// user's Ctrl-C would: how the tests stop a sweep part-way at a known point (tests/cli_refusals.sh).
-class StoppingLog final : public pp::UnitLog {
- public:
-  StoppingLog(pp::UnitLog& inner, long after) : inner_(inner), left_(after) {}
-  const pp::UnitCells* finished(const std::string& part, size_t unit) const override {
-    return inner_.finished(part, unit);
-  }
-  void record(const std::string& part, size_t unit, const pp::UnitCells& cells) override {
-    inner_.record(part, unit, cells);
-    if (--left_ == 0) std::raise(SIGINT);
-  }
-
- private:
-  pp::UnitLog& inner_;
-  long left_;
-};
 
 // OpenBLAS picks its kernels as it loads, before main. If it picked generic ones on a CPU with
 // AVX2 or AVX-512 (graph/blas.hpp), start again with OPENBLAS_CORETYPE set: once, since the new
@@ -633,20 +593,14 @@ int main(int argc, char** argv) {
     }
     return code;
   };
-  bool automatic_resume = false;  // the units' folder is ours: removed once the sweep is done
-  // A command that ends in an error (not a signal or a crash) has nothing worth keeping: the same
-  // command would meet the same error.
-  auto forget_automatic_folder = [&] {
-    std::error_code ec;
-    if (automatic_resume && job.root()) std::filesystem::remove_all(resume, ec);
+  std::unique_ptr<SweepUnits> units;  // patch and paths: where their finished units are kept
+  auto sweep_failed = [&] {
+    if (units) units->finish(false);
   };
   try {
     cache = std::make_shared<pp::Cache>(parse_bytes(cache_bytes, "--cache-bytes"));
     if (!pool_bytes.empty()) pp::set_buffer_pool_limit(parse_bytes(pool_bytes, "--pool-bytes"));
     if (*demo) prepare_output_folder(demo_out, "--out");  // before the work, not after it
-    std::unique_ptr<pp::UnitLogFile> log;
-    std::unique_ptr<StoppingLog> stopping;
-    auto unit_log = [&]() -> pp::UnitLog* { return stopping ? static_cast<pp::UnitLog*>(stopping.get()) : log.get(); };
     std::optional<pp::Model> loaded;
     std::optional<Experiment> experiment;
     auto setup = [&] {
@@ -654,23 +608,9 @@ int main(int argc, char** argv) {
       if (*lens || *dla) lens_outputs.check();
       check_output_path(circuit_spec.json, "--json", {".json"});
       check_output_path(circuit_spec.draw, "--draw", {".svg", ".png", ".pdf", ".dot"});
-      if (sharded) {
-        const std::string stamp = fingerprint(args, model_dir);
-        if (resume.empty()) {
-          resume = automatic_resume_folder(stamp).string();
-          automatic_resume = true;
-        }
-        log = std::make_unique<pp::UnitLogFile>(resume, stamp, job.shard());
-        if (job.root() && log->resumed())
-          std::cerr << "pathpatch: resuming: " << log->resumed() << " finished units read from " << resume << "\n";
-        stop_message = "\npathpatch: stopped; the finished units are kept in " + resume +
-                       (automatic_resume ? ": the same command goes on from them\n"
-                                         : ": run again with --resume " + resume + " to go on\n");
-        std::signal(SIGINT, say_where_units_are);
-        std::signal(SIGTERM, say_where_units_are);
-        if (const char* n = std::getenv("PATHPATCH_TEST_STOP_AFTER_UNITS"))
-          stopping = std::make_unique<StoppingLog>(*log, std::atol(n));
-      }
+      if (sharded)
+        units = std::make_unique<SweepUnits>(resume, fingerprint(args, model_dir), model_dir, spec.prompts,
+                                             job.shard(), job.root(), job.size());
       loaded.emplace(pp::load_model(model_dir));
       if (process_weights) {
         pp::Model processed = loaded->processed();
@@ -703,39 +643,40 @@ int main(int argc, char** argv) {
     if (*dla) return cmd_dla(model, cache, lens_spec, lens_position, dla_top, lens_outputs);
     if (*attention)
       return cmd_attention(model, attention_input, attention_layer, attention_head, attention_row, attention_out);
-    // A finished sweep's automatic folder goes (on rank 0, once every process is done with it).
-    auto done = [&](int rc) {
-      std::signal(SIGINT, SIG_DFL);
-      std::signal(SIGTERM, SIG_DFL);
-      if (rc == 0) {
-        stopping.reset();
-        log.reset();
-        forget_automatic_folder();
-      }
+    // A sweep: Ctrl-C says where its units are; then they go if it succeeded (SweepUnits).
+    auto sweep = [&](auto&& command) {
+      units->announce_stop();
+      const int rc = command(units->log());
+      units->finish(rc == 0);
       return rc;
     };
     if (*patch)
-      return done(cmd_patch(job, unit_log(), model, *experiment, parse_sites(sites, layers, positions), noise, outputs));
+      return sweep([&](pp::UnitLog* log) {
+        return cmd_patch(job, log, model, *experiment, parse_sites(sites, layers, positions), noise, outputs);
+      });
     if (*circuit) return cmd_circuit(model, *experiment, circuit_spec);
     if (*attribute)
       return cmd_attribute(model, *experiment, parse_sites(sites, layers, positions), noise, exact, outputs);
     if (*paths)
-      return done(cmd_paths(job, unit_log(), model, *experiment, receivers, senders, receiver_kind, mlps_on_path,
-                            include_mlps, outputs));
+      return sweep([&](pp::UnitLog* log) {
+        return cmd_paths(job, log, model, *experiment, receivers, senders, receiver_kind, mlps_on_path, include_mlps,
+                         outputs);
+      });
     if (*trace) return cmd_trace(model, trace_clean, trace_corrupt, rules, default_input, top, render);
     if (*demo) return run_demo(model, demo_out, cache);
     return 0;
   } catch (const RankError& e) {
-    forget_automatic_folder();
+    sweep_failed();
     if (job.root()) std::cerr << "pathpatch: " << e.what() << "\n";
     return kBadInput;
   } catch (const pp::Error& e) {
-    forget_automatic_folder();
+    sweep_failed();
     return report(e.what(), kBadInput);
   } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave that the system refused
-    forget_automatic_folder();
+    sweep_failed();
     return report(e.path1().string() + ": " + pp::files::error_text(e.code().value()), kBadInput);
   } catch (const std::exception& e) {
+    sweep_failed();
     return report(std::string("internal error: ") + e.what(), kInternal);
   }
 }

@@ -427,21 +427,32 @@ std::string default_model_dir() {
   return (fs::path(PP_SOURCE_DIR) / "models" / "zoo" / "induction-gpt2").string();
 }
 
+TopTokens top_tokens(const float* logits, int64_t V, int k) {
+  k = static_cast<int>(std::min<int64_t>(std::max(k, 1), V));
+  std::vector<int> idx(static_cast<size_t>(V));
+  for (int i = 0; i < V; ++i) idx[i] = i;
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int x, int y) { return logits[x] > logits[y]; });
+  TopTokens out;
+  const double mx = logits[idx[0]];
+  double z = 0;
+  for (int64_t v = 0; v < V; ++v) z += std::exp(logits[v] - mx);
+  out.log_z = mx + std::log(z);
+  for (int i = 0; i < k; ++i) {
+    out.ids.push_back(idx[i]);
+    out.probs.push_back(std::exp(logits[idx[i]] - out.log_z));
+  }
+  return out;
+}
+
 void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, int top) {
   const int64_t T = batch.seq, V = m.config().vocab_size;
-  top = static_cast<int>(std::min<int64_t>(std::max(top, 1), V));
   for (int64_t b = 0; b < batch.size; ++b) {
-    const float* row = logits.data() + (b * T + T - 1) * V;
-    std::vector<int> idx(V);
-    for (int i = 0; i < V; ++i) idx[i] = i;
-    std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int x, int y) { return row[x] > row[y]; });
-    double mx = row[idx[0]], z = 0;
-    for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
+    const TopTokens t = top_tokens(logits.data() + (b * T + T - 1) * V, V, top);
     std::cout << "row " << b << " next token:";
-    for (int i = 0; i < top; ++i) {
+    for (size_t i = 0; i < t.ids.size(); ++i) {
       std::string piece;  // built by appends: GCC 12 warns falsely (-Wrestrict) on "'" + s + "' "
-      if (m.tokenizer()) piece.append("'").append(m.tokenizer()->piece(idx[i])).append("' ");
-      std::printf("  %s%d (p=%.3f)", piece.c_str(), idx[i], std::exp(row[idx[i]] - mx) / z);
+      if (m.tokenizer()) piece.append("'").append(m.tokenizer()->piece(t.ids[i])).append("' ");
+      std::printf("  %s%d (p=%.3f)", piece.c_str(), t.ids[i], t.probs[i]);
     }
     std::cout << "\n";
   }

@@ -2,6 +2,7 @@
 // Option parsing and printing shared by the pathpatch subcommands.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,33 @@ struct Outputs {
              viz::Baseline baseline) const;
 };
 
+// Where a sweep (patch, paths) keeps its finished units, so that a stopped run loses nothing:
+// --resume DIR, or without it (one process) a private folder of the user's in $TMPDIR named after
+// the experiment (the command, the folder it runs in, the prompt file's bytes, the model's files),
+// locked while a run uses it; the same command goes on from it. It goes when the sweep succeeds,
+// or fails with nothing kept.
+class SweepUnits {
+ public:
+  SweepUnits(const std::string& resume, const std::string& stamp, const std::string& model_dir,
+             const std::string& prompts_file, Shard shard, bool root, int processes);
+  ~SweepUnits();
+  SweepUnits(const SweepUnits&) = delete;
+  SweepUnits& operator=(const SweepUnits&) = delete;
+
+  UnitLog* log();         // null: none kept (several processes without --resume, or no private folder)
+  void announce_stop();   // from now on Ctrl-C (SIGINT, SIGTERM) says where the units are
+  void finish(bool succeeded);
+
+ private:
+  class Counted;
+  bool claim_private_folder();
+  std::string folder_;
+  bool root_ = true, automatic_ = false;
+  int lock_fd_ = -1;
+  std::unique_ptr<UnitLogFile> file_;
+  std::unique_ptr<Counted> counted_;
+};
+
 // A progress bar on stderr for work longer than a second; silent when stderr is not a terminal.
 class ProgressBar {
  public:
@@ -90,6 +118,14 @@ std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
 
 const Tokenizer& require_tokenizer(const Model& m);
 std::string default_model_dir();  // the zoo's smallest model
+// The k most likely tokens of one row of logits [V] (k clamped to 1..V), most likely first, with
+// their probabilities, and the row's log-normaliser (log-sum-exp, in double).
+struct TopTokens {
+  std::vector<int> ids;
+  std::vector<double> probs;
+  double log_z = 0;
+};
+TopTokens top_tokens(const float* logits, int64_t V, int k);
 void print_top_tokens(const Model& m, const Batch& batch, const Tensor& logits, int top);
 // Prints the numbers: a table, or (three axes, or more than kMaxTableColumns columns: 512
 // positions do not fit a terminal) the ten cells farthest from `base`, the unpatched value.

@@ -84,32 +84,26 @@ std::string token_text(const pp::Model& m, int32_t id) {
 // Every position of each row: its token, the loss of the next input token, the top predictions.
 void print_positions(const pp::Model& m, const pp::Batch& batch, const pp::Tensor& logits, int top) {
   const int64_t T = batch.seq, V = m.config().vocab_size;
-  top = static_cast<int>(std::min<int64_t>(std::max(top, 1), V));
-  std::vector<int> idx(V);
   for (int64_t b = 0; b < batch.size; ++b) {
     std::printf("row %lld: %4s  %-14s %8s   top next tokens (p)\n", static_cast<long long>(b), "pos", "token", "loss");
     double loss_sum = 0;
     int64_t predicted = 0;
     for (int64_t t = T - batch.length(b); t < T; ++t) {
       const float* l = logits.data() + (b * T + t) * V;
-      for (int i = 0; i < V; ++i) idx[i] = i;
-      std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int x, int y) { return l[x] > l[y]; });
-      double z = 0;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(l[v]) - l[idx[0]]);
-      const double log_z = std::log(z) + l[idx[0]];
+      const TopTokens best = top_tokens(l, V, top);
       std::string token = "'";
       token.append(token_text(m, batch.id(b, t))).append("'");
       std::printf("        %4lld  %-14s", static_cast<long long>(t), token.c_str());
       if (t + 1 < T) {
-        const double loss = log_z - l[batch.id(b, t + 1)];
+        const double loss = best.log_z - l[batch.id(b, t + 1)];
         loss_sum += loss;
         ++predicted;
         std::printf(" %8.3f  ", loss);
       } else {
         std::printf(" %8s  ", "");
       }
-      for (int i = 0; i < top; ++i)
-        std::printf(" '%s' %.2f", token_text(m, idx[i]).c_str(), std::exp(l[idx[i]] - log_z));
+      for (size_t i = 0; i < best.ids.size(); ++i)
+        std::printf(" '%s' %.2f", token_text(m, best.ids[i]).c_str(), best.probs[i]);
       std::printf("\n");
     }
     if (predicted > 0)
@@ -232,29 +226,23 @@ int cmd_lens(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, Experi
   const pp::Batch& batch = x.clean;
   if (row < 0 || row >= batch.size)
     throw pp::InputError("--row " + std::to_string(row) + ": the input has " + std::to_string(batch.size) + " rows");
+  const int64_t p = pp::resolve_position(position, batch.seq, "logit lens: position");  // before the work
   const pp::LogitLens lens = pp::logit_lens(m, batch, without_logits(cache));
-  const pp::Tensor logits = lens.logits(m, position);  // [R, B, V], checks the position
-  const pp::Tensor scores = lens.score(m, x.metric);   // [R, B]
+  const pp::Tensor logits = lens.logits(m, p);        // [R, B, V]
+  const pp::Tensor scores = lens.score(m, x.metric);  // [R, B]
   const int64_t R = lens.readings(), B = batch.size, V = m.config().vocab_size;
-  const int64_t p = position < 0 ? batch.seq + position : position;
-  top = static_cast<int>(std::min<int64_t>(std::max(top, 1), V));
   std::printf("logit lens at position %lld ('%s' of row %lld); %s: the mean over %lld rows\n",
               static_cast<long long>(p), token_text(m, batch.id(row, p)).c_str(), static_cast<long long>(row),
               x.metric.kind == pp::MetricKind::KL ? "KL(model || reading)" : x.metric.name().c_str(),
               static_cast<long long>(B));
   std::printf("  %-12s %-58s %s\n", "reading", "top next tokens of the row (p)", "metric");
   for (int64_t r = 0; r < R; ++r) {
-    const float* l = logits.data() + (r * B + row) * V;
-    std::vector<int> idx(V);
-    for (int i = 0; i < V; ++i) idx[i] = i;
-    std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int a, int b) { return l[a] > l[b]; });
-    double z = 0;
-    for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(l[v]) - l[idx[0]]);
+    const TopTokens best = top_tokens(logits.data() + (r * B + row) * V, V, top);
     std::string tokens;
-    for (int i = 0; i < top; ++i) {
+    for (size_t i = 0; i < best.ids.size(); ++i) {
       char prob[32];
-      std::snprintf(prob, sizeof prob, " %.2f  ", std::exp(static_cast<double>(l[idx[i]]) - l[idx[0]]) / z);
-      tokens.append("'").append(token_text(m, idx[i])).append("'").append(prob);
+      std::snprintf(prob, sizeof prob, " %.2f  ", best.probs[i]);
+      tokens.append("'").append(token_text(m, best.ids[i])).append("'").append(prob);
     }
     double mean = 0;
     for (int64_t b = 0; b < B; ++b) mean += scores.at({r, b}) / static_cast<double>(B);
@@ -286,9 +274,14 @@ int cmd_dla(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, Experim
   const bool wrong = !spec.wrong.empty() || !spec.wrong_ids.empty() || !spec.prompts.empty();
   if (spec.answer.empty() && spec.answer_ids.empty() && spec.prompts.empty())
     throw pp::InputError("dla: give --answer (and --wrong for a logit difference), or --prompts with answers");
-  spec.metric = wrong ? "logit-diff" : "logprob";  // only to read the tokens: the shares are of logits
+  std::vector<std::string> warnings;
+  if (!spec.metric.empty())
+    warnings.push_back("--metric " + spec.metric + " is not used: direct logit attribution shares out logits");
+  spec.metric = wrong ? "logit-diff" : "logprob";  // only to read the tokens
   spec.metric_positions = std::to_string(position);
-  const Experiment x = spec.build(m);
+  Experiment x = spec.build(m);
+  x.warnings.insert(x.warnings.begin(), warnings.begin(), warnings.end());
+  pp::resolve_position(position, x.clean.seq, "direct logit attribution: position");  // before the work
   const pp::LogitAttribution d = pp::direct_logit_attribution(
       m, x.clean, x.metric.answer, wrong ? x.metric.wrong : std::vector<int32_t>{}, position, without_logits(cache));
   double total = 0;

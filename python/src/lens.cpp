@@ -46,15 +46,16 @@ void bind_lens(py::module_& m) {
         return out;
       },
       py::arg("model"), py::arg("input"), py::kw_only(), py::arg("interventions") = py::none(),
-      R"(The logit lens: each layer's residual stream as if it were the last (TransformerLens's
-    accumulated_resid(apply_ln=True) through the unembedding).
+      R"(The logit lens (nostalgebraist's): each layer's residual stream as if it were the last, through
+    the final norm (each reading normalised by its own statistics) and the unembedding.
 
     >>> lens = pathpatch.logit_lens(model, "When Mary and John went to the store, John gave a drink to")
     >>> lens.logits(-1).argmax(-1)   # each reading's top next token, per row)");
 
   py::class_<LogitAttribution>(m, "LogitAttribution", R"(Each part of the final residual's share of a logit difference.
 
-    components: 'embed', 'pos_embed', 'a0.h0', ..., 'a0.bias', 'm0', ..., 'ln_final.bias';
+    components: 'embed', 'pos_embed', 'a0.h0', ..., 'a0.bias' (Gemma-2: 'a0', the whole attention),
+    'm0', ..., then 'ln_final.bias' (LayerNorm) and 'b_U' (processed weights);
     values [C] (mean over rows), per_example [C, B], total [B]: the shares sum to it.)")
       .def_property_readonly("components",
                              [](const LogitAttribution& d) {

@@ -31,6 +31,8 @@ struct Batch {
   void validate(int vocab_size, int n_ctx, const std::string& what) const;
 
   uint64_t key() const;  // hash of the contents: equal batches have equal keys
+  // The same rows: sizes, ids and padding.
+  bool operator==(const Batch& o) const { return size == o.size && seq == o.seq && ids == o.ids && mask == o.mask; }
   bool same_layout(const Batch& other) const;  // same B, T and mask
 };
 

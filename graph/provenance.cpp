@@ -76,7 +76,7 @@ uint64_t ExprTable::add_input(const Batch& b) {
   // Another batch under the same hash takes the next free key.
   for (uint64_t k = b.key();; ++k) {
     auto [it, added] = inputs_.emplace(k, b);
-    if (added || (it->second.ids == b.ids && it->second.mask == b.mask && it->second.size == b.size)) return k;
+    if (added || it->second == b) return k;
   }
 }
 

@@ -39,9 +39,6 @@ class Tape final : public ComputeContext {
     PP_CHECK(a >= 0 && saved_[a].defined(), "the backward reads an activation its forward did not keep");
     return saved_[a];
   }
-  void drop(ActId a) {  // once the backward has passed it
-    if (a >= 0) saved_[a] = Tensor();
-  }
   int64_t bytes() const {
     int64_t n = 0;
     for (const Tensor& t : saved_) n += t.defined() ? t.bytes() : 0;

@@ -43,8 +43,6 @@ std::vector<ActId> resolve(const Model& m, const std::vector<std::string>& names
   return out;
 }
 
-bool same_input(const Batch& a, const Batch& b) { return a.ids == b.ids && a.mask == b.mask; }
-
 // The final hidden states of another input (a plain forward that keeps nothing).
 Tensor hidden_of(const Model& m, const Batch& b) {
   Tape nothing(m.graph().activations().size());
@@ -97,7 +95,7 @@ Gradients gradients(const Model& model, const Batch& input, const Metric& metric
   const Pass pass = forward_pass(model, input, options.resid0, tape, lowest);
 
   // The metric's references: the input itself unless given (and then its own forward when equal).
-  auto hidden_for = [&](const Batch& b) { return same_input(b, input) && !options.resid0.defined() ? pass.hidden : hidden_of(model, b); };
+  auto hidden_for = [&](const Batch& b) { return b == input && !options.resid0.defined() ? pass.hidden : hidden_of(model, b); };
   const Batch& clean = options.references.empty() ? input : options.references[0];
   const Tensor clean_hidden = options.references.empty() ? pass.hidden : hidden_for(clean);
   const Tensor corrupted_hidden = options.references.empty() ? pass.hidden : hidden_for(options.references[1]);

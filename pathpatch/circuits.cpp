@@ -27,9 +27,12 @@ EdgeGraph EdgeGraph::of(const Model& model) {
   g.parallel_ = c.parallel_residual && g.mlps_;
   const int H = g.n_heads_;
   g.sources_.push_back("input");
+  // Names built by appends: GCC 12 warns falsely (-Wrestrict) on "a" + std::to_string(L) + ...
+  auto mlp_name = [](int L) { return std::string("m").append(std::to_string(L)); };
   for (int L = 0; L < g.n_layers_; ++L) {
-    for (int h = 0; h < H; ++h) g.sources_.push_back("a" + std::to_string(L) + ".h" + std::to_string(h));
-    if (g.mlps_) g.sources_.push_back("m" + std::to_string(L));
+    for (int h = 0; h < H; ++h)
+      g.sources_.push_back(std::string("a").append(std::to_string(L)).append(".h").append(std::to_string(h)));
+    if (g.mlps_) g.sources_.push_back(mlp_name(L));
   }
   for (int L = 0; L < g.n_layers_; ++L) {
     const int before = 1 + L * g.stride();  // input and every earlier layer
@@ -40,7 +43,7 @@ EdgeGraph EdgeGraph::of(const Model& model) {
         g.dest_owner_.push_back(g.head_index(L, h));
       }
     if (g.mlps_) {
-      g.destinations_.push_back("m" + std::to_string(L));
+      g.destinations_.push_back(mlp_name(L));
       g.dest_prev_.push_back(g.parallel_ ? before : before + H);
       g.dest_owner_.push_back(g.mlp_index(L));
     }

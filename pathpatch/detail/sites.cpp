@@ -135,7 +135,7 @@ Scorer plain_scorer(const Model& m, const Metric& metric, const Batch& clean, co
 
 void reference_warnings(const Batch& clean, const Batch& corrupted, const Scorer& scorer,
                         std::vector<std::string>& warnings) {
-  if (clean.ids == corrupted.ids && clean.mask == corrupted.mask)
+  if (clean == corrupted)
     warnings.push_back("the clean and corrupted inputs are identical: no patch can change anything");
   if (const int64_t wrong = scorer.wrong_on_clean())
     warnings.push_back("on " + std::to_string(wrong) + " of " + std::to_string(clean.size) +

@@ -5,6 +5,7 @@
 
 #include "graph/error.hpp"
 #include "models/tokenizer.hpp"
+#include "pathpatch/metrics.hpp"
 #include "pathpatch/run.hpp"
 
 namespace pathpatch {
@@ -106,11 +107,7 @@ std::vector<float> next_token_loss(const Model& model, const Batch& batch, int64
     double sum = 0;
     for (int64_t t = from; t < to; ++t) {
       const float* row = r.logits.data() + (b * T + t) * V;
-      double mx = row[0];
-      for (int64_t v = 1; v < V; ++v) mx = std::max<double>(mx, row[v]);
-      double z = 0;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
-      sum += mx + std::log(z) - row[batch.id(b, t + 1)];
+      sum += log_sum_exp(row, V) - row[batch.id(b, t + 1)];
     }
     loss[b] = static_cast<float>(sum / (to - from));
   }

@@ -25,7 +25,7 @@ const Tensor& labelled(const Result& r, const std::string& label) {
   throw InternalError("no probe labelled " + label);
 }
 
-std::string layer_name(int L, const char* hook) { return "blocks." + std::to_string(L) + "." + hook; }
+const std::string& name_of(const Model& m, ActId a) { return m.graph().activation(a).name; }
 
 }  // namespace
 
@@ -48,10 +48,10 @@ LogitLens logit_lens(const Model& model, const Batch& batch, const RunOptions& o
   lens.batch = batch;
   for (int L = 0; L < n; ++L) {
     lens.labels.push_back("resid_pre" + std::to_string(L));
-    o.interventions.push_back(probe(layer_name(L, "hook_resid_pre"), "lens:" + lens.labels.back()));
+    o.interventions.push_back(probe(name_of(model, model.acts().layers[L].resid_pre), "lens:" + lens.labels.back()));
   }
   lens.labels.push_back("resid_post" + std::to_string(n - 1));
-  o.interventions.push_back(probe(layer_name(n - 1, "hook_resid_post"), "lens:" + lens.labels.back()));
+  o.interventions.push_back(probe(name_of(model, model.acts().layers[n - 1].resid_post), "lens:" + lens.labels.back()));
   const Result r = forward(model, batch, o);
   const int64_t each = batch.size * batch.seq * model.config().d_model;
   lens.hidden = Tensor::uninitialized({n + 1, batch.size, batch.seq, model.config().d_model});
@@ -107,10 +107,7 @@ Tensor LogitLens::next_token_probs(const Model& model) const {
       for (int64_t b = 0; b < B; ++b) {
         if (!batch.real(b, t)) continue;  // padding is on the left: t + 1 is real too
         const float* l = logits.data() + (b * T + t) * V;
-        double mx = l[0], z = 0;
-        for (int64_t v = 1; v < V; ++v) mx = std::max<double>(mx, l[v]);
-        for (int64_t v = 0; v < V; ++v) z += std::exp(l[v] - mx);
-        sum += std::exp(l[batch.id(b, t + 1)] - mx) / z;
+        sum += std::exp(l[batch.id(b, t + 1)] - log_sum_exp(l, V));
         ++rows;
       }
       if (rows > 0) out.data_mut()[r * (T - 1) + t] = static_cast<float>(sum / rows);
@@ -168,15 +165,16 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
 
   RunOptions o = options;
   o.logits = false;
-  auto want = [&](const std::string& name) { o.interventions.push_back(probe(name, "dla:" + name)); };
-  want(layer_name(0, "hook_resid_pre"));
-  if (has_pos) want("hook_pos_embed");
+  const ModelActs& acts = model.acts();
+  auto want = [&](ActId a) { o.interventions.push_back(probe(name_of(model, a), "dla:" + name_of(model, a))); };
+  want(acts.layers[0].resid_pre);
+  if (has_pos) want(acts.pos_embed);
   for (int L = 0; L < n; ++L) {
-    want(layer_name(L, "hook_attn_out"));
-    if (heads_add_up) want(layer_name(L, "attn.hook_result"));
-    if (has_mlp) want(layer_name(L, "hook_mlp_out"));
+    want(acts.layers[L].attn_out);
+    if (heads_add_up) want(acts.layers[L].result);
+    if (has_mlp) want(acts.layers[L].mlp_out);
   }
-  want(layer_name(n - 1, "hook_resid_post"));
+  want(acts.layers[n - 1].resid_post);
   const Result r = forward(model, batch, o);
 
   // Per row: the direction d = w * (W_U[answer] - W_U[wrong]) / scale, the final norm's scale
@@ -184,7 +182,8 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   // no mean). Double sums: the shares are differences of nearly equal numbers.
   const NormWeights& norm = model.final_norm_weights();
   const bool centred = norm.b.defined();
-  const Tensor& final_resid = labelled(r, "dla:" + layer_name(n - 1, "hook_resid_post"));
+  auto value = [&](ActId a) -> const Tensor& { return labelled(r, "dla:" + name_of(model, a)); };
+  const Tensor& final_resid = value(acts.layers[n - 1].resid_post);
   const Tensor& W = model.unembedding();
   std::vector<double> dir(static_cast<size_t>(B * D)), dir_sum(static_cast<size_t>(B), 0.0);
   std::vector<double> bias_share(static_cast<size_t>(B), 0.0), bias_of_logits(static_cast<size_t>(B), 0.0);
@@ -220,15 +219,15 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
     }
     return s;
   };
-  auto of = [&](const std::string& name) { return share(labelled(r, "dla:" + name).data() + p * D, T * D); };
+  auto of = [&](ActId a) { return share(value(a).data() + p * D, T * D); };
   std::vector<std::vector<double>> shares;
   auto add = [&](ResidualPart part, std::vector<double> s) {
     out.components.push_back(part);
     shares.push_back(std::move(s));
   };
-  std::vector<double> embed = of(layer_name(0, "hook_resid_pre"));
+  std::vector<double> embed = of(acts.layers[0].resid_pre);
   if (has_pos) {
-    std::vector<double> pos = of("hook_pos_embed");
+    std::vector<double> pos = of(acts.pos_embed);
     for (int64_t b = 0; b < B; ++b) embed[b] -= pos[b];
     add({ResidualPart::Embed}, embed);
     add({ResidualPart::PosEmbed}, pos);
@@ -236,9 +235,9 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
     add({ResidualPart::Embed}, embed);
   }
   for (int L = 0; L < n; ++L) {
-    std::vector<double> attn = of(layer_name(L, "hook_attn_out"));
+    std::vector<double> attn = of(acts.layers[L].attn_out);
     if (heads_add_up) {
-      const Tensor& result = labelled(r, "dla:" + layer_name(L, "attn.hook_result"));  // [B, T, H, D]
+      const Tensor& result = value(acts.layers[L].result);  // [B, T, H, D]
       for (int64_t h = 0; h < H; ++h) {
         std::vector<double> s = share(result.data() + (p * H + h) * D, T * H * D);
         for (int64_t b = 0; b < B; ++b) attn[b] -= s[b];
@@ -248,7 +247,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
     } else {
       add({ResidualPart::Attention, L}, attn);
     }
-    if (has_mlp) add({ResidualPart::Mlp, L}, of(layer_name(L, "hook_mlp_out")));
+    if (has_mlp) add({ResidualPart::Mlp, L}, of(acts.layers[L].mlp_out));
   }
   if (centred) add({ResidualPart::NormBias}, bias_share);
   if (model.unembed_bias_defined()) add({ResidualPart::UnembedBias}, bias_of_logits);
@@ -257,12 +256,9 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   out.per_example = Tensor::uninitialized({C, B});
   out.values = Tensor::uninitialized({C});
   for (int64_t k = 0; k < C; ++k) {
-    double mean = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      out.per_example.data_mut()[k * B + b] = static_cast<float>(shares[k][b]);
-      mean += shares[k][b] / B;
-    }
-    out.values.data_mut()[k] = static_cast<float>(mean);
+    std::vector<float> rows(shares[k].begin(), shares[k].end());
+    std::copy(rows.begin(), rows.end(), out.per_example.data_mut() + k * B);
+    out.values.data_mut()[k] = metric_mean(rows);  // as every sweep's values are its rows' mean
   }
   return out;
 }
@@ -292,9 +288,7 @@ SweepResult LogitAttribution::heads(const Model& model) const {
     s.values.data_mut()[L * cols + h] = values.data()[k];
     for (int64_t b = 0; b < B; ++b) s.per_example.data_mut()[(L * cols + h) * B + b] = per_example.data()[k * B + b];
   }
-  double mean = 0;
-  for (float t : total) mean += t / static_cast<double>(total.size());
-  s.clean = static_cast<float>(mean);
+  s.clean = metric_mean(total);
   s.clean_rows = total;
   s.corrupted = std::nanf("");  // no second run: the shares are of the one run's own difference
   s.corrupted_rows.assign(total.size(), std::nanf(""));

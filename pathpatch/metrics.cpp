@@ -58,6 +58,13 @@ std::string Metric::name() const {
   return "?";
 }
 
+double log_sum_exp(const float* logits, int64_t V) {
+  const double mx = *std::max_element(logits, logits + V);
+  double z = 0;
+  for (int64_t v = 0; v < V; ++v) z += std::exp(logits[v] - mx);
+  return mx + std::log(z);
+}
+
 int64_t resolve_position(int64_t position, int64_t seq, const std::string& what) {
   const int64_t p = position < 0 ? position + seq : position;
   if (p < 0 || p >= seq)

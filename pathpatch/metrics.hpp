@@ -54,6 +54,9 @@ void check_differentiable(const Metric& metric);
 // back from its unit log recomputes the very same bits).
 float metric_mean(const std::vector<float>& rows);
 
+// log(sum exp(logits[v])) over one row of V logits, in double: the row's log-normaliser.
+double log_sum_exp(const float* logits, int64_t V);
+
 // `position` (negative: from the end) as an index into `seq` positions. InputError "<what> P is
 // outside the input's T positions" where it is not one.
 int64_t resolve_position(int64_t position, int64_t seq, const std::string& what);

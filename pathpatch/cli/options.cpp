@@ -433,10 +433,7 @@ TopTokens top_tokens(const float* logits, int64_t V, int k) {
   for (int i = 0; i < V; ++i) idx[i] = i;
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int x, int y) { return logits[x] > logits[y]; });
   TopTokens out;
-  const double mx = logits[idx[0]];
-  double z = 0;
-  for (int64_t v = 0; v < V; ++v) z += std::exp(logits[v] - mx);
-  out.log_z = mx + std::log(z);
+  out.log_z = log_sum_exp(logits, V);
   for (int i = 0; i < k; ++i) {
     out.ids.push_back(idx[i]);
     out.probs.push_back(std::exp(logits[idx[i]] - out.log_z));

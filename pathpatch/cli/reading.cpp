@@ -244,8 +244,7 @@ int cmd_lens(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, Experi
       std::snprintf(prob, sizeof prob, " %.2f  ", best.probs[i]);
       tokens.append("'").append(token_text(m, best.ids[i])).append("'").append(prob);
     }
-    double mean = 0;
-    for (int64_t b = 0; b < B; ++b) mean += scores.at({r, b}) / static_cast<double>(B);
+    const float mean = pp::metric_mean({scores.data() + r * B, scores.data() + (r + 1) * B});
     std::printf("  %-12s %-58s %+.4f\n", lens.labels[r].c_str(), tokens.c_str(), mean);
   }
   if (!outputs.heatmap.empty() || !outputs.out.empty()) {
@@ -284,8 +283,7 @@ int cmd_dla(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, Experim
   pp::resolve_position(position, x.clean.seq, "direct logit attribution: position");  // before the work
   const pp::LogitAttribution d = pp::direct_logit_attribution(
       m, x.clean, x.metric.answer, wrong ? x.metric.wrong : std::vector<int32_t>{}, position, without_logits(cache));
-  double total = 0;
-  for (float t : d.total) total += t / static_cast<double>(d.total.size());
+  const float total = pp::metric_mean(d.total);
   std::printf("direct logit attribution at position %lld: %s %.4f (mean over %lld rows); the %zu parts sum to it\n",
               static_cast<long long>(d.position), wrong ? "logit difference" : "logit of the answer", total,
               static_cast<long long>(x.clean.size), d.components.size());

@@ -20,17 +20,18 @@ namespace pathpatch::cli {
 
 namespace {
 
-uint64_t fnv1a(const std::string& bytes, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;  // stable across builds and machines
+// The engine's hash_combine over bytes: plain arithmetic, the same across builds and machines.
+uint64_t hash_bytes(const char* bytes, size_t n, uint64_t h = 0) {
+  for (size_t i = 0; i < n; ++i) h = hash_combine(h, static_cast<unsigned char>(bytes[i]));
   return h;
 }
 
 uint64_t file_hash(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 0;
   std::string chunk(1 << 16, '\0');
   while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0)
-    h = fnv1a(chunk.substr(0, static_cast<size_t>(in.gcount())), h);
+    h = hash_bytes(chunk.data(), static_cast<size_t>(in.gcount()), h);
   return h;
 }
 
@@ -93,7 +94,7 @@ SweepUnits::SweepUnits(const std::string& resume, const std::string& stamp, cons
     full_stamp += "\n" + what_the_files_are(model_dir, prompts_file);
     char name[64];
     std::snprintf(name, sizeof name, "pathpatch-units-%u-%016llx", static_cast<unsigned>(::getuid()),
-                  static_cast<unsigned long long>(fnv1a(full_stamp)));
+                  static_cast<unsigned long long>(hash_bytes(full_stamp.data(), full_stamp.size())));
     std::error_code ec;
     const fs::path tmp = fs::temp_directory_path(ec);
     if (ec) {

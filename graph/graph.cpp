@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 
 #include "graph/error.hpp"
 
@@ -92,7 +93,7 @@ std::vector<ActId> Graph::activations_of(NodeId node, StepKind stage) const {
   return out;
 }
 
-PathAlphabet::PathAlphabet(const Graph& g, int64_t seq) : seq_(seq) {
+PathAlphabet::PathAlphabet(const Graph& g, int64_t seq) : graph_(&g), seq_(seq), heads_(g.n_heads()) {
   for (const Node& n : g.nodes()) entries_.push_back(n.entry);
   head_base_.assign(g.n_layers(), -1);
   pos_base_.assign(g.nodes().size(), -1);
@@ -115,6 +116,39 @@ PathAlphabet::PathAlphabet(const Graph& g, int64_t seq) : seq_(seq) {
         entries_.push_back(PathEntry{input, input.str()});
       }
     }
+  }
+  listed_ = static_cast<int>(entries_.size());
+  const int64_t all = listed_ + int64_t{g.n_layers()} * heads_ * 3 * seq;
+  if (all > std::numeric_limits<int>::max())
+    throw InputError("a sequence of " + std::to_string(seq) + " positions gives this model more path names (" +
+                     std::to_string(all) + ") than the path rules can number");
+  size_ = static_cast<int>(all);
+}
+
+PathName PathAlphabet::name(int symbol) const {
+  PP_CHECK(symbol >= 0 && symbol < size_, "a path symbol out of range");
+  if (symbol < listed_) return entries_[symbol].name;
+  int64_t i = symbol - listed_;
+  const int pos = static_cast<int>(i % seq_);
+  i /= seq_;
+  const Role role = static_cast<Role>(i % 3);
+  i /= 3;
+  return PathName::head_input_position(static_cast<int>(i / heads_), static_cast<int>(i % heads_), role, pos);
+}
+
+int PathAlphabet::find(const PathName& n) const {
+  const Graph& g = *graph_;
+  const bool head_ok = n.layer >= 0 && n.layer < g.n_layers() && n.head >= 0 && n.head < heads_;
+  const bool pos_ok = n.pos >= 0 && n.pos < seq_;
+  switch (n.kind) {
+    case PathName::Head: return head_ok ? head(n.layer, n.head) : -1;
+    case PathName::HeadInput: return head_ok ? head_input(n.layer, n.head, n.role) : -1;
+    case PathName::HeadInputPosition: return head_ok && pos_ok ? head_input_position(n.layer, n.head, n.role, n.pos) : -1;
+    case PathName::Position: {
+      const NodeId sub = pos_ok ? g.node_of(PathName::sublayer(n.block, n.layer)) : -1;
+      return sub < 0 ? -1 : position(sub, n.pos);
+    }
+    default: return g.node_of(n);
   }
 }
 

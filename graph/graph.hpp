@@ -7,7 +7,7 @@
 //  - node names (nano-path-patching, typed as PathName in path.hpp), used by path predicates: `emb`;
 //    per layer L `aL` (residual + attention), `aL.head` (the attention sub-layer), `fL` (residual +
 //    MLP), `fL.head` (the MLP sub-layer); `ln_final`. Splits add the edge names `aL.headH`,
-//    `aL.headH.q|k|v`, `aL.head.posP` and `fL.head.posP` (PathAlphabet below).
+//    `aL.headH.q|k|v`, `aL.head.posP`, `fL.head.posP` and `aL.headH.q|k|v.posP` (PathAlphabet below).
 //  - activation names (TransformerLens), used to read and patch values: `blocks.3.attn.hook_z`, ...
 //    Every activation belongs to the node that computes it; the family's options decide which
 //    exist (models/activations.cpp).
@@ -105,23 +105,36 @@ class Graph {
   std::unordered_map<std::string, ActId> act_index_;
 };
 
-// Every path name of a graph for sequences of `seq` positions, interned: the words paths are made
+// Every path name of a graph for sequences of `seq` positions, numbered: the words paths are made
 // of. The tracer pushes these entries onto paths; path rules use them as their alphabet.
+//
+// The names of the heads' inputs' positions, aL.headH.q|k|v.posP, are symbols too, numbered after
+// entries(), but not interned: there are layers x heads x 3 x seq of them (221k for GPT-2 small at
+// 512 positions), and a sweep compiles an alphabet per experiment. name() makes any symbol's name.
 class PathAlphabet {
  public:
   PathAlphabet(const Graph& g, int64_t seq);
 
-  const std::vector<PathEntry>& entries() const { return entries_; }
+  const std::vector<PathEntry>& entries() const { return entries_; }  // the interned symbols
   int64_t seq() const { return seq_; }
-  // Indices into entries().
+  int size() const { return size_; }  // every symbol, the heads' inputs' positions included
+  // Symbol numbers.
   int node(NodeId n) const { return n; }
   int head(int layer, int head) const { return head_base_.at(layer) + 4 * head; }
   int head_input(int layer, int head, Role r) const { return this->head(layer, head) + 1 + static_cast<int>(r); }
   int position(NodeId sublayer, int64_t pos) const { return pos_base_.at(sublayer) + static_cast<int>(pos); }
-  const PathEntry& at(int index) const { return entries_[index]; }
+  int head_input_position(int layer, int head, Role r, int64_t pos) const {
+    return listed_ + static_cast<int>(((int64_t{layer} * heads_ + head) * 3 + static_cast<int>(r)) * seq_ + pos);
+  }
+  bool interned(int symbol) const { return symbol < listed_; }
+  const PathEntry& at(int symbol) const { return entries_.at(symbol); }  // interned symbols only
+  PathName name(int symbol) const;
+  int find(const PathName& n) const;  // the symbol of a name, -1 if this graph's paths never hold it
 
  private:
+  const Graph* graph_;
   int64_t seq_;
+  int heads_, listed_, size_;
   std::vector<PathEntry> entries_;  // the graph's nodes first, in node order
   std::vector<int> head_base_;      // per layer: its heads, each followed by its q, k, v
   std::vector<int> pos_base_;       // per node (sub-layers only): its positions

@@ -33,6 +33,8 @@ std::string PathName::str_with_layer(std::string_view L) const {
     case Head: return "a" + layer_text + ".head" + std::to_string(head);
     case HeadInput: return "a" + layer_text + ".head" + std::to_string(head) + "." + role_name(role);
     case Position: return b + layer_text + ".head.pos" + std::to_string(pos);
+    case HeadInputPosition:
+      return "a" + layer_text + ".head" + std::to_string(head) + "." + role_name(role) + ".pos" + std::to_string(pos);
   }
   return "?";
 }
@@ -78,8 +80,14 @@ std::optional<PathName> PathName::parse(std::string_view s) {
   int head = 0;
   if (b != Block::Attn || !take_number(s, head)) return std::nullopt;
   if (s.empty()) return head_of(layer, head);
-  for (Role r : {Role::Q, Role::K, Role::V})
-    if (s.size() == 2 && s[0] == '.' && s[1] == role_name(r)[0]) return head_input(layer, head, r);
+  for (Role r : {Role::Q, Role::K, Role::V}) {
+    if (s.size() < 2 || s[0] != '.' || s[1] != role_name(r)[0]) continue;
+    s.remove_prefix(2);
+    if (s.empty()) return head_input(layer, head, r);
+    int pos = 0;
+    if (!take(s, ".pos") || !take_number(s, pos) || !s.empty()) return std::nullopt;
+    return head_input_position(layer, head, r, pos);
+  }
   return std::nullopt;
 }
 

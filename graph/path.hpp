@@ -10,17 +10,20 @@
 //   aL.headH             query head H of layer L (an edge name: only a split adds it)
 //   aL.headH.q|k|v       that head's query, key or value input (edge)
 //   aL.head.posP         position P's row of the attention's input (edge); fL.head.posP for the MLP
+//   aL.headH.q.posP      position P's row of that head's query input (edge); .k.posP, .v.posP likewise
 //   ln_final             the final norm
 //
-// `branch(path)` is asked at aL, aL.head, aL.headH, fL and fL.head, with the node's name last, and
-// returns how the node's inputs are computed:
+// `branch(path)` is asked at aL, aL.head, aL.headH, aL.headH.q|k|v, fL and fL.head, with the node's
+// name last, and returns how the node's inputs are computed:
 //   Split::None       one shared path for all the node's inputs (the path keeps the node's name).
 //   Split::Edges      each incoming edge gets its own path. At aL / fL: the residual edge (whose
 //                     path does NOT include aL / fL) and the sub-layer edge (path continues through
 //                     aL.head / fL.head). At aL.head: one path per query head, aL.headH. At aL.headH:
 //                     one per input of that head, aL.headH.q, aL.headH.k, aL.headH.v.
 //   Split::Positions  at aL.head and fL.head: position P's row of the sub-layer's input comes from
-//                     its own path, aL.head.posP / fL.head.posP.
+//                     its own path, aL.head.posP / fL.head.posP. At aL.headH.q|k|v: position P's
+//                     row of that one head's input, aL.headH.q.posP (IOI's "queries of 2.0 at END").
+//                     A head input has one edge: Split::Edges there is refused.
 // Below an unsplit aL or fL the sub-layer is not asked: it reads what the residual edge read.
 // `which(path)` is asked at `emb` and returns the index of the input that path reads.
 //
@@ -65,14 +68,15 @@ struct PathName {
     Head,       // aL.headH
     HeadInput,  // aL.headH.q|k|v
     Position,   // aL.head.posP, fL.head.posP
+    HeadInputPosition,  // aL.headH.q|k|v.posP
     Final,      // ln_final
   };
   Kind kind = Emb;
   Block block = Block::Attn;  // Residual, Sublayer, Position (Head, HeadInput: always Attn)
-  Role role = Role::Q;        // HeadInput
+  Role role = Role::Q;        // HeadInput, HeadInputPosition
   int layer = -1;             // all but Emb and Final
-  int head = -1;              // Head, HeadInput
-  int pos = -1;               // Position
+  int head = -1;              // Head, HeadInput, HeadInputPosition
+  int pos = -1;               // Position, HeadInputPosition
 
   static PathName emb() { return {}; }
   static PathName ln_final() { return {Final}; }
@@ -81,6 +85,9 @@ struct PathName {
   static PathName head_of(int layer, int head) { return {Head, Block::Attn, Role::Q, layer, head}; }
   static PathName head_input(int layer, int head, Role r) { return {HeadInput, Block::Attn, r, layer, head}; }
   static PathName position(Block b, int layer, int pos) { return {Position, b, Role::Q, layer, -1, pos}; }
+  static PathName head_input_position(int layer, int head, Role r, int pos) {
+    return {HeadInputPosition, Block::Attn, r, layer, head, pos};
+  }
 
   std::string str() const;                                  // "a3.head5.q"
   static std::optional<PathName> parse(std::string_view s);  // nullopt unless s is a path name

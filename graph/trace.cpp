@@ -199,7 +199,7 @@ Split Tracer::ask_branch(bool positions_ok, const char* edges_mean) {
   Split s = (*branch_)(path_);
   if (s == Split::Positions && !positions_ok)
     throw PredicateError("branch() returned Split::Positions at " + std::string(path_.back()) + " (path " + path_.str() +
-                         "); positions split only at aL.head and fL.head");
+                         "); positions split only at aL.head, fL.head and a head's input aL.headH.q|k|v");
   if (s == Split::Edges && !edges_mean)
     throw PredicateError("branch() returned Split::Edges at " + std::string(path_.back()) + " (path " + path_.str() +
                          "), which has a single input edge");
@@ -254,6 +254,33 @@ ExprId Tracer::value_of(NodeId id, ExprId* residual_in) {
   return out;
 }
 
+void Tracer::enter(int symbol) {
+  if (names_->interned(symbol)) return path_.push(&names_->at(symbol));
+  auto [it, made] = made_.try_emplace(symbol);
+  if (made) it->second = PathEntry{names_->name(symbol), names_->name(symbol).str()};
+  path_.push(&it->second);
+}
+
+// One input of a head whose inputs split: its own path, or one per position.
+ExprId Tracer::head_input(int layer, int head, Role role, NodeId sub) {
+  enter(names_->head_input(layer, head, role));
+  const NodeId input = g_.node(sub).inputs[0];
+  ExprId out = 0;
+  if (ask_branch(true, nullptr) == Split::None) {
+    out = value_of(input);
+  } else {
+    std::vector<ExprId> parts;
+    for (int64_t p = 0; p < seq_; ++p) {
+      enter(names_->head_input_position(layer, head, role, p));
+      parts.push_back(value_of(input));
+      path_.pop();
+    }
+    out = rows(sub, parts);
+  }
+  path_.pop();
+  return out;
+}
+
 ExprId Tracer::sublayer(NodeId sub) {
   const Node& n = g_.node(sub);
   enter(names_->node(sub));
@@ -281,11 +308,7 @@ ExprId Tracer::sublayer(NodeId sub) {
         ExprId x = value_of(input);
         qkv.insert(qkv.end(), {x, x, x});
       } else {
-        for (Role r : {Role::Q, Role::K, Role::V}) {
-          enter(names_->head_input(L, h, r));
-          qkv.push_back(value_of(input));
-          path_.pop();
-        }
+        for (Role r : {Role::Q, Role::K, Role::V}) qkv.push_back(head_input(L, h, r, sub));
       }
       path_.pop();
     }

@@ -92,7 +92,8 @@ class Tracer {
   ExprId sublayer(NodeId sub);
   int ask_which();
   Split ask_branch(bool positions_ok, const char* edges_mean);
-  void enter(int alphabet_index) { path_.push(&names_->at(alphabet_index)); }
+  void enter(int symbol);
+  ExprId head_input(int layer, int head, Role role, NodeId sub);  // below aL.headH, split
 
   const Graph& g_;
   const PathAlphabet* names_;
@@ -102,6 +103,7 @@ class Tracer {
   const InterventionIndex& iv_;
 
   Path path_;
+  std::unordered_map<int, PathEntry> made_;  // the symbols the alphabet does not intern, as entered
   const WhichFn* which_ = nullptr;
   const BranchFn* branch_ = nullptr;
   uint64_t visits_ = 0, budget_ = 0;

@@ -238,14 +238,44 @@ PathName sender_name(const Sender& s) {
   return s.head < 0 ? PathName::sublayer(Block::Mlp, s.layer) : PathName::head_of(s.layer, s.head);
 }
 
-// Where a path reaches a receiver: ln_final, or aL aL.head aL.headH aL.headH.q|k|v.
-Pattern receiver_pattern(const Model& m, const Receiver& r) {
+std::string receiver_name(const Receiver& r) {
+  if (r.kind == Receiver::Logits) return "the logits";
+  std::string name = PathName::head_of(r.layer, r.head).str();
+  return r.kind == Receiver::Input ? name : name.append(".").append(Receiver::kind_name(r.kind));
+}
+
+// A receiver's positions counted from the start; InputError for one outside `seq` (0: unknown).
+std::vector<int> receiver_positions(const Receiver& r, int64_t seq) {
+  if (r.positions.empty()) return {};
+  if (r.kind == Receiver::Logits)
+    throw InputError("the logits receive at every position; the metric chooses the positions it reads "
+                     "(Metric positions), not the receiver");
+  if (seq <= 0) throw InputError("receiver " + receiver_name(r) + " names positions: pass the inputs' length");
+  std::vector<int> out;
+  for (int p : r.positions)
+    out.push_back(static_cast<int>(resolve_position(p, seq, "receiver " + receiver_name(r) + " position")));
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  // Every position is the whole input, whose words name no position (rules.hpp).
+  if (static_cast<int64_t>(out.size()) == seq) out.clear();
+  return out;
+}
+
+// Where a path reaches a receiver: ln_final, or aL aL.head aL.headH aL.headH.q|k|v, then the
+// input's position aL.headH.q.posP where the receiver names positions.
+Pattern receiver_pattern(const Model& m, const Receiver& r, int64_t seq) {
+  const std::vector<int> positions = receiver_positions(r, seq);
   if (r.kind == Receiver::Logits) return Pattern::name(PathName::ln_final());
   const ModelConfig& c = m.config();
   const int L = r.layer, H = r.head;
   if (L < 0 || L >= c.n_layers || H < 0 || H >= c.n_heads)
     throw InputError("receiver " + PathName::head_of(L, H).str() + " does not exist");
-  auto input = [&](Role role) { return Pattern::name(PathName::head_input(L, H, role)); };
+  auto input = [&](Role role) {
+    if (positions.empty()) return Pattern::name(PathName::head_input(L, H, role));
+    std::vector<Pattern> rows;
+    for (int p : positions) rows.push_back(Pattern::name(PathName::head_input_position(L, H, role, p)));
+    return Pattern::sequence({Pattern::name(PathName::head_input(L, H, role)), Pattern::either(std::move(rows))});
+  };
   Pattern inputs = r.kind == Receiver::Q   ? input(Role::Q)
                    : r.kind == Receiver::K ? input(Role::K)
                    : r.kind == Receiver::V ? input(Role::V)
@@ -253,6 +283,24 @@ Pattern receiver_pattern(const Model& m, const Receiver& r) {
   return Pattern::sequence({Pattern::name(PathName::residual(Block::Attn, L)),
                             Pattern::name(PathName::sublayer(Block::Attn, L)), Pattern::name(PathName::head_of(L, H)),
                             inputs});
+}
+
+// Refuses receivers the model lacks and positions that are padding in some row: a position names
+// one column of the left-padded batch, which is a different token in rows of other lengths.
+void check_receivers(const Model& m, const std::vector<Receiver>& receivers, const Batch& clean,
+                     const Batch& corrupted) {
+  for (const Receiver& r : receivers) {
+    receiver_pattern(m, r, clean.seq);
+    for (int p : receiver_positions(r, clean.seq))
+      for (const Batch* b : {&clean, &corrupted})
+        for (int64_t row = 0; row < b->size; ++row)
+          if (!b->real(row, p))
+            throw InputError("receiver " + receiver_name(r) + " position " + std::to_string(p) + " is padding in row " +
+                             std::to_string(row) + " of the " + (b == &clean ? "clean" : "corrupted") +
+                             " prompts (" + std::to_string(b->length(row)) + " tokens of " +
+                             std::to_string(b->seq) + "); positions are columns of the left-padded batch: use "
+                             "prompts of one length, or positions from the end (-1)");
+  }
 }
 
 // MLPs a path may pass between receiver and sender: (fL fL.head)* over every layer.
@@ -265,7 +313,7 @@ Pattern mlps_between() {
 }  // namespace
 
 PathRules path_patching_rules(const Model& model, const std::vector<Sender>& senders,
-                              const std::vector<Receiver>& receivers, bool mlps_on_path) {
+                              const std::vector<Receiver>& receivers, bool mlps_on_path, int64_t seq) {
   if (senders.empty()) throw InputError("path patching: no senders");
   if (receivers.empty()) throw InputError("path patching: no receivers");
   PathRules rules;
@@ -274,7 +322,7 @@ PathRules path_patching_rules(const Model& model, const std::vector<Sender>& sen
       if (r.kind != Receiver::Logits && s.layer >= r.layer)
         throw RuleError("sender " + sender_name(s).str() + " does not come before receiver " +
                         PathName::head_of(r.layer, r.head).str() + ": there is no path from it to the receiver's input");
-      std::vector<Pattern> parts{receiver_pattern(model, r)};
+      std::vector<Pattern> parts{receiver_pattern(model, r, seq)};
       if (mlps_on_path) parts.push_back(mlps_between());
       parts.push_back(sender_pattern(model, s));
       rules.add(Pattern::sequence(std::move(parts)), 1);
@@ -286,7 +334,10 @@ Result path_patch(const Model& model, const Batch& clean, const Batch& corrupted
                   const std::vector<Receiver>& receivers, const PathPatchingOptions& options) {
   RunOptions o;
   o.cache = options.cache;
-  return run(model, {clean, corrupted}, path_patching_rules(model, senders, receivers, options.mlps_on_path), o);
+  check_inputs(model, {clean, corrupted});
+  check_receivers(model, receivers, clean, corrupted);
+  return run(model, {clean, corrupted},
+             path_patching_rules(model, senders, receivers, options.mlps_on_path, clean.seq), o);
 }
 
 namespace {
@@ -311,7 +362,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
   check_inputs(model, {clean, corrupted});
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
-  for (const Receiver& r : receivers) receiver_pattern(model, r);  // refuses a receiver the model does not have
+  check_receivers(model, receivers, clean, corrupted);
   const int H = model.config().n_heads;
   const bool mlps = include_mlps && model.graph().has_mlp();
   const int columns = H + (mlps ? 1 : 0);
@@ -324,7 +375,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
       for (const Receiver& r : receivers) causal = causal && (r.kind == Receiver::Logits || L < r.layer);
       if (!causal) continue;  // no path: left as NaN
       Experiment x;
-      x.rules = path_patching_rules(model, {Sender{L, h < H ? h : -1}}, receivers, options.mlps_on_path);
+      x.rules = path_patching_rules(model, {Sender{L, h < H ? h : -1}}, receivers, options.mlps_on_path, clean.seq);
       experiments.push_back(std::move(x));
       cells.push_back(L * columns + h);
     }
@@ -336,7 +387,7 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
 
 SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch& corrupted,
                             const std::vector<Sender>& senders, Receiver::Kind kind, const Metric& metric,
-                            const PathPatchingOptions& options) {
+                            const PathPatchingOptions& options, const std::vector<int>& positions) {
   const ReleaseIdleBuffers release_at_the_end;
   check_inputs(model, {clean, corrupted});
   if (kind == Receiver::Logits) throw InputError("sweep_receivers: sweep heads' q, k, v or input, not the logits");
@@ -350,6 +401,7 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
   if (first >= model.config().n_layers)
     throw RuleError("sweep_receivers: sender " + sender_name(*latest).str() +
                     " is in the last layer; no head comes after it to receive its output");
+  check_receivers(model, {Receiver{kind, first, 0, positions}}, clean, corrupted);  // the first of the sweep
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   const int H = model.config().n_heads;
@@ -359,7 +411,7 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
   for (int L = first; L < model.config().n_layers; ++L)
     for (int h = 0; h < H; ++h) {
       Experiment x;
-      x.rules = path_patching_rules(model, senders, {Receiver{kind, L, h}}, options.mlps_on_path);
+      x.rules = path_patching_rules(model, senders, {Receiver{kind, L, h, positions}}, options.mlps_on_path, clean.seq);
       experiments.push_back(std::move(x));
       cells.push_back(int64_t{L} * H + h);
     }

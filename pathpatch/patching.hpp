@@ -124,6 +124,13 @@ struct Receiver {
   enum Kind { Logits, Q, K, V, Input } kind = Logits;  // Input: the head's q, k and v
   int layer = -1;
   int head = -1;
+  // Only these rows of the head's input receive (negative: from the end; IOI's END is -1); empty:
+  // every row. Positions are columns of the left-padded batch: a position that is padding in some
+  // row is refused. The logits take no positions (the metric chooses the positions it reads).
+  std::vector<int> positions;
+
+  Receiver() = default;  // the logits
+  Receiver(Kind k, int l, int h, std::vector<int> at = {}) : kind(k), layer(l), head(h), positions(std::move(at)) {}
   static Receiver logits() { return {}; }
   // A head's input named as the CLI and Python name it: "q", "k", "v" or "input"; InputError for
   // another word (the logits are not a head's input). kind_name also names Logits, "logits".
@@ -140,11 +147,12 @@ struct PathPatchingOptions {
   UnitLog* log = nullptr;     // finished units: read back, and recorded as they finish
 };
 
-// The rules of a path-patching experiment: paths from the receivers' inputs back to the senders
-// (through residual edges, and MLPs if asked) read the corrupted input (1); all others clean (0).
-// RuleError for a pair where the receiver does not come after the sender.
+// The rules of a path-patching experiment: paths from the receivers' inputs (at their positions,
+// aL.headH.q.posP) back to the senders (through residual edges, and MLPs if asked) read the
+// corrupted input (1); all others clean (0). RuleError for a pair where the receiver does not come
+// after the sender; InputError for a receiver position outside the `seq` positions of the inputs.
 PathRules path_patching_rules(const Model& model, const std::vector<Sender>& senders,
-                              const std::vector<Receiver>& receivers, bool mlps_on_path);
+                              const std::vector<Receiver>& receivers, bool mlps_on_path, int64_t seq = 0);
 
 // One experiment: the clean run with the senders' corrupted effect on the receivers.
 Result path_patch(const Model& model, const Batch& clean, const Batch& corrupted, const std::vector<Sender>& senders,
@@ -156,9 +164,10 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
                           const std::vector<Receiver>& receivers, const Metric& metric,
                           const PathPatchingOptions& options = {}, bool include_mlps = false);
 
-// Every head after the senders as the receiver (its `kind` input): axes (layer, head).
+// Every head after the senders as the receiver (its `kind` input, at `positions` as
+// Receiver::positions): axes (layer, head).
 SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch& corrupted,
                             const std::vector<Sender>& senders, Receiver::Kind kind, const Metric& metric,
-                            const PathPatchingOptions& options = {});
+                            const PathPatchingOptions& options = {}, const std::vector<int>& positions = {});
 
 }  // namespace pathpatch

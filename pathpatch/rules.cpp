@@ -5,6 +5,7 @@
 #include <cctype>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -33,9 +34,12 @@ std::string NameSet::str() const {
     text.erase(at, digits.size());  // not replace(): GCC 12 warns falsely (-Wrestrict) on it here
     text.insert(at, 1, '*');
   };
-  if (any_pos && n.kind == PathName::Position) open(n.pos, "");
+  const std::string role = std::string(".") + role_name(n.role);
+  if (any_pos && (n.kind == PathName::Position || n.kind == PathName::HeadInputPosition)) open(n.pos, "");
   if (any_head && n.kind == PathName::Head) open(n.head, "");
-  if (any_head && n.kind == PathName::HeadInput) open(n.head, std::string(".") + role_name(n.role));
+  if (any_head && n.kind == PathName::HeadInput) open(n.head, role);
+  if (any_head && n.kind == PathName::HeadInputPosition)
+    open(n.head, role + ".pos" + (any_pos ? std::string("*") : std::to_string(n.pos)));
   return text;
 }
 
@@ -253,6 +257,71 @@ bool glob_match(const char* p, const char* s) {
 constexpr int kAny = -2;  // the atom of `...`: every name
 // The most steps compiling a rule set may take (about a second on one core); past it, a RuleError.
 constexpr uint64_t kMaxCompileSteps = 8'000'000;
+// The most head input positions the atoms of a rule set may name, counted with repeats (each is
+// 8 bytes while compiling; every position of every head of GPT-2 small at 1024 positions is 442k).
+constexpr uint64_t kMaxHeadPositionMembers = 1'000'000;
+
+// The symbols a pattern's name matches: interned ones as a mask, the heads' inputs' positions
+// (PathAlphabet does not intern them) as a sorted list.
+struct Atom {
+  std::vector<bool> interned;
+  std::vector<int> head_positions;
+  bool empty() const {
+    return head_positions.empty() && std::find(interned.begin(), interned.end(), true) == interned.end();
+  }
+};
+
+// The heads' inputs' positions aL.headH.R.posP whose layer, head, role and position each pass
+// their test: the one way to enumerate them, never all L x H x 3 x T unless a name asks for all.
+template <class LayerOk, class HeadOk, class RoleOk, class PosOk>
+std::vector<int> head_input_positions(const PathAlphabet& a, int layers, int heads, LayerOk layer_ok, HeadOk head_ok,
+                                      RoleOk role_ok, PosOk pos_ok) {
+  std::vector<int> Ls, Hs, Ps;
+  for (int L = 0; L < layers; ++L)
+    if (layer_ok(L)) Ls.push_back(L);
+  for (int H = 0; H < heads; ++H)
+    if (head_ok(H)) Hs.push_back(H);
+  for (int64_t P = 0; P < a.seq(); ++P)
+    if (pos_ok(static_cast<int>(P))) Ps.push_back(static_cast<int>(P));
+  std::vector<int> out;
+  for (int L : Ls)
+    for (int H : Hs)
+      for (Role r : {Role::Q, Role::K, Role::V})
+        if (role_ok(r))
+          for (int P : Ps) out.push_back(a.head_input_position(L, H, r, P));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A glob matches aL.headH.R.posP part by part: `*` and `?` never match the dots between them.
+std::vector<int> glob_head_input_positions(const std::string& glob, const PathAlphabet& a, int layers, int heads) {
+  std::vector<std::string> part(1);
+  for (char c : glob) {
+    if (c == '.')
+      part.emplace_back();
+    else
+      part.back().push_back(c);
+  }
+  if (part.size() != 4) return {};
+  // The word and its number: not `"a" + std::to_string(L)`, on which GCC 12 warns falsely (-Wrestrict).
+  auto matches = [](const std::string& p, const char* word, int number) {
+    return glob_match(p.c_str(), std::string(word).append(std::to_string(number)).c_str());
+  };
+  return head_input_positions(
+      a, layers, heads, [&](int L) { return matches(part[0], "a", L); },
+      [&](int H) { return matches(part[1], "head", H); },
+      [&](Role r) { return glob_match(part[2].c_str(), role_name(r)); },
+      [&](int P) { return matches(part[3], "pos", P); });
+}
+
+std::vector<int> set_head_input_positions(const NameSet& set, const PathAlphabet& a, int layers, int heads) {
+  const PathName& n = set.like;
+  if (n.kind != PathName::HeadInputPosition) return {};
+  return head_input_positions(
+      a, layers, heads, [&](int L) { return set.any_layer || L == n.layer; },
+      [&](int H) { return set.any_head || H == n.head; }, [&](Role r) { return r == n.role; },
+      [&](int P) { return set.any_pos || P == n.pos; });
+}
 
 struct NfaState {
   std::vector<int> eps;
@@ -268,8 +337,8 @@ struct Fragment {
 // Pattern values -> NFA fragments over the alphabet's names.
 class Builder {
  public:
-  Builder(const PathAlphabet& alphabet, std::vector<std::vector<bool>>& atoms, std::vector<NfaState>& nfa)
-      : alphabet_(alphabet), atoms_(atoms), nfa_(nfa) {}
+  Builder(const Graph& g, const PathAlphabet& alphabet, std::vector<Atom>& atoms, std::vector<NfaState>& nfa)
+      : layers_(g.n_layers()), heads_(g.n_heads()), alphabet_(alphabet), atoms_(atoms), nfa_(nfa) {}
 
   Fragment build(const Pattern& rule) {
     rule_ = &rule;
@@ -300,9 +369,11 @@ class Builder {
     switch (n.kind) {
       case Pattern::Node::Any: return any_sequence();
       case Pattern::Node::Glob:
-        return atom(n.glob, [&](const PathEntry& e) { return glob_match(n.glob.c_str(), e.text.c_str()); });
+        return atom(n.glob, [&](const PathEntry& e) { return glob_match(n.glob.c_str(), e.text.c_str()); },
+                    glob_head_input_positions(n.glob, alphabet_, layers_, heads_));
       case Pattern::Node::Set:
-        return atom(n.set.str(), [&](const PathEntry& e) { return n.set.contains(e.name); });
+        return atom(n.set.str(), [&](const PathEntry& e) { return n.set.contains(e.name); },
+                    set_head_input_positions(n.set, alphabet_, layers_, heads_));
       case Pattern::Node::Sequence: {
         int s = state();
         Fragment f{s, s};
@@ -333,12 +404,17 @@ class Builder {
   }
 
   template <class Member>
-  Fragment atom(const std::string& what, Member&& member) {
+  Fragment atom(const std::string& what, Member&& member, std::vector<int> head_positions) {
     const std::vector<PathEntry>& names = alphabet_.entries();
-    std::vector<bool> members(names.size());
-    bool any = false;
-    for (size_t i = 0; i < names.size(); ++i) any |= members[i] = member(names[i]);
-    if (!any) {
+    head_position_members_ += head_positions.size();
+    if (head_position_members_ > kMaxHeadPositionMembers)
+      throw RuleError("path rule '" + rule_->str() + "': the rules name more than " +
+                      std::to_string(kMaxHeadPositionMembers) +
+                      " positions of heads' inputs in all; name fewer heads or positions (e.g. a2.head0.q.pos14 in "
+                      "place of a*.head*.*.pos*)");
+    Atom members{std::vector<bool>(names.size()), std::move(head_positions)};
+    for (size_t i = 0; i < names.size(); ++i) members.interned[i] = member(names[i]);
+    if (members.empty()) {
       std::vector<std::string> texts;
       for (const PathEntry& e : names) texts.push_back(e.text);
       throw RuleError("path rule '" + rule_->str() + "': '" + what + "' matches no path name of this model" +
@@ -351,8 +427,10 @@ class Builder {
     return {s, e};
   }
 
+  int layers_, heads_;
+  uint64_t head_position_members_ = 0;
   const PathAlphabet& alphabet_;
-  std::vector<std::vector<bool>>& atoms_;
+  std::vector<Atom>& atoms_;
   std::vector<NfaState>& nfa_;
   const Pattern* rule_ = nullptr;
 };
@@ -363,28 +441,40 @@ class Builder {
 
 struct CompiledRules::Impl {
   const Graph* graph = nullptr;
-  PathAlphabet alphabet;                            // symbols: indices into its entries
-  std::unordered_map<std::string, int> by_text;    // for step(state, text)
-  std::vector<int> klass;                           // symbol -> class (symbols no atom tells apart)
+  PathAlphabet alphabet;                          // symbols: its numbers
+  std::vector<int> klass;                         // interned symbol -> class (symbols no atom tells apart)
+  std::unordered_map<int, int> head_position_klass;  // head input positions some atom names -> class
+  int head_position_class = 0;                    // the class of every other head input position
+  std::vector<bool> named_inputs;                 // [L][H][q, k, v]: some position in head_position_klass
   int classes = 0;
-  std::vector<std::vector<int>> delta;              // minimised DFA: [state][class]
-  std::vector<int> out;                             // input read by paths ending in a state
+  std::vector<std::vector<int>> delta;            // minimised DFA: [state][class]
+  std::vector<int> out;                           // input read by paths ending in a state
   int start = 0;
 
   Impl(const Graph& g, int64_t seq) : graph(&g), alphabet(g, seq) {}
-  int step(int s, int sym) const { return delta[s][klass[sym]]; }
+  int class_of(int sym) const {
+    if (alphabet.interned(sym)) return klass[sym];
+    auto it = head_position_klass.find(sym);
+    return it == head_position_klass.end() ? head_position_class : it->second;
+  }
+  int step(int s, int sym) const { return delta[s][class_of(sym)]; }
   int step_node(int s, NodeId n) const { return step(s, alphabet.node(n)); }
 
   // Where the paths entering a sub-layer continue, from state u (after "aL aL.head" or
   // "fL fL.head"): per position when the rules tell positions apart; otherwise, for attention, per
-  // head and input (q, k, v) after their names; for an MLP, at u itself.
+  // head and input (q, k, v) after their names, and per position of one head's input where the
+  // rules tell those apart; for an MLP, at u itself.
   struct SubPlan {
     bool positions = false;
-    std::vector<int> pos;                  // [T]
-    std::vector<std::array<int, 3>> head;  // [H][q, k, v]
+    std::vector<int> pos;                                   // [T]
+    std::vector<std::array<int, 3>> head;                   // [H][q, k, v]
+    std::vector<std::array<std::vector<int>, 3>> head_pos;  // [H][q, k, v][T], empty where not split
     int u = 0;
+    bool heads_split(int s) const;  // whether some head's input continues elsewhere than s
   };
   SubPlan plan(NodeId sub, int u) const;
+  // The states after each position of one head's input from state r; empty if all are alike.
+  std::vector<int> input_positions(int layer, int head, Role role, int r) const;
   // Fills delta, out and start from a DFA over the classes, merging equivalent states.
   void minimise(const std::vector<std::vector<int>>& dfa_delta, const std::vector<int>& dfa_out, int first);
   // The lambda form: whether a nano-style walk must split here to see the same states.
@@ -404,14 +494,37 @@ CompiledRules::Impl::SubPlan CompiledRules::Impl::plan(NodeId id, int u) const {
   const int L = sub.layer();
   for (int H = 0; H < graph->n_heads(); ++H) {
     int h = step(u, alphabet.head(L, H));
-    p.head.push_back({step(h, alphabet.head_input(L, H, Role::Q)), step(h, alphabet.head_input(L, H, Role::K)),
-                      step(h, alphabet.head_input(L, H, Role::V))});
-    for (int r : p.head.back()) heads_differ |= r != p.head[0][0];
+    p.head.emplace_back();
+    p.head_pos.emplace_back();
+    for (Role role : {Role::Q, Role::K, Role::V}) {
+      const int r = static_cast<int>(role);
+      p.head.back()[r] = step(h, alphabet.head_input(L, H, role));
+      p.head_pos.back()[r] = input_positions(L, H, role, p.head.back()[r]);
+      heads_differ |= p.head.back()[r] != p.head[0][0] || !p.head_pos.back()[r].empty();
+    }
   }
   if (heads_differ && p.positions)
     throw RuleError("the rules tell apart both the heads and the positions of " + sub.text() +
                     "; a sub-layer splits by one or the other");
   return p;
+}
+
+std::vector<int> CompiledRules::Impl::input_positions(int layer, int head, Role role, int r) const {
+  if (!named_inputs[(int64_t{layer} * graph->n_heads() + head) * 3 + static_cast<int>(role)]) return {};
+  std::vector<int> states;
+  bool differ = false;
+  for (int64_t P = 0; P < alphabet.seq(); ++P) {
+    states.push_back(step(r, alphabet.head_input_position(layer, head, role, P)));
+    differ |= states.back() != states[0];
+  }
+  return differ ? states : std::vector<int>{};
+}
+
+bool CompiledRules::Impl::SubPlan::heads_split(int s) const {
+  for (size_t H = 0; H < head.size(); ++H)
+    for (int r = 0; r < 3; ++r)
+      if (head[H][r] != s || !head_pos[H][r].empty()) return true;
+  return false;
 }
 
 bool CompiledRules::Impl::residual_splits(NodeId residual, int s) const {
@@ -422,22 +535,18 @@ bool CompiledRules::Impl::residual_splits(NodeId residual, int s) const {
   if (t != s) return true;
   if (p.positions) return true;
   if (graph->node(sub).name().block != Block::Attn) return p.u != s;
-  for (const auto& roles : p.head)
-    for (int r : roles)
-      if (r != s) return true;
-  return false;
+  return p.heads_split(s);
 }
 
 CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& rules)
     : impl_(std::make_unique<Impl>(model.graph(), seq)) {
   Impl& m = *impl_;
   const std::vector<PathEntry>& alphabet = m.alphabet.entries();
-  for (size_t i = 0; i < alphabet.size(); ++i) m.by_text[alphabet[i].text] = static_cast<int>(i);
 
   // NFA: start --eps--> (... pattern ... accept_i) for each rule i.
   std::vector<NfaState> nfa;
-  std::vector<std::vector<bool>> atoms;
-  Builder b(m.alphabet, atoms, nfa);
+  std::vector<Atom> atoms;
+  Builder b(model.graph(), m.alphabet, atoms, nfa);
   int start = b.state();
   for (size_t i = 0; i < rules.rules().size(); ++i) {
     Fragment f = b.build(rules.rules()[i].pattern);
@@ -446,17 +555,35 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
     nfa[f.end].accept = static_cast<int>(i);
   }
 
-  // Alphabet classes: symbols that every atom treats alike.
+  // Alphabet classes: symbols that every atom treats alike. The heads' inputs' positions no atom
+  // names are one class (all-false), found without visiting them.
   std::map<std::vector<bool>, int> signature;
+  std::vector<std::vector<bool>> class_members;  // [class][atom]
+  auto class_of = [&](std::vector<bool> sig) {
+    auto [it, inserted] = signature.emplace(sig, static_cast<int>(signature.size()));
+    if (inserted) class_members.push_back(std::move(sig));
+    return it->second;
+  };
   for (size_t s = 0; s < alphabet.size(); ++s) {
     std::vector<bool> sig;
-    for (const auto& a : atoms) sig.push_back(a[s]);
-    auto [it, inserted] = signature.emplace(sig, static_cast<int>(signature.size()));
-    m.klass.push_back(it->second);
+    for (const Atom& a : atoms) sig.push_back(a.interned[s]);
+    m.klass.push_back(class_of(std::move(sig)));
+  }
+  std::vector<std::pair<int, int>> named;  // (head input position, atom naming it)
+  for (size_t a = 0; a < atoms.size(); ++a)
+    for (int sym : atoms[a].head_positions) named.emplace_back(sym, static_cast<int>(a));
+  std::sort(named.begin(), named.end());
+  m.head_position_class = class_of(std::vector<bool>(atoms.size()));
+  m.named_inputs.assign(size_t(model.config().n_layers) * model.config().n_heads * 3, false);
+  for (size_t i = 0; i < named.size();) {
+    const int sym = named[i].first;
+    std::vector<bool> sig(atoms.size());
+    for (; i < named.size() && named[i].first == sym; ++i) sig[named[i].second] = true;
+    m.head_position_klass[sym] = class_of(std::move(sig));
+    const PathName n = m.alphabet.name(sym);
+    m.named_inputs[(int64_t{n.layer} * model.config().n_heads + n.head) * 3 + static_cast<int>(n.role)] = true;
   }
   m.classes = static_cast<int>(signature.size());
-  std::vector<int> representative(m.classes);
-  for (size_t s = 0; s < alphabet.size(); ++s) representative[m.klass[s]] = static_cast<int>(s);
 
   // Subset construction. Its work grows with the product of the rules' length and the number of
   // automaton states, which patterns of many wildcards (`* * * ...`) make large: it is bounded, and
@@ -496,7 +623,7 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
       charge(dfa_sets[d].size());
       for (int q : dfa_sets[d]) {
         const NfaState& n = nfa[q];
-        if (n.atom == kAny || (n.atom >= 0 && atoms[n.atom][representative[c]])) next.insert(n.next);
+        if (n.atom == kAny || (n.atom >= 0 && class_members[c][n.atom])) next.insert(n.next);
       }
       row[c] = intern(closure(std::move(next)));
     }
@@ -517,18 +644,23 @@ CompiledRules::CompiledRules(const Model& model, int64_t seq, const PathRules& r
 CompiledRules::CompiledRules(const Model& model, int64_t seq, const Automaton& a)
     : impl_(std::make_unique<Impl>(model.graph(), seq)) {
   Impl& m = *impl_;
-  const std::vector<PathEntry>& alphabet = m.alphabet.entries();
-  for (size_t i = 0; i < alphabet.size(); ++i) m.by_text[alphabet[i].text] = static_cast<int>(i);
-  m.classes = static_cast<int>(alphabet.size());
-  m.klass.resize(alphabet.size());
+  const int interned = static_cast<int>(m.alphabet.entries().size());
+  m.klass.resize(interned);
   std::iota(m.klass.begin(), m.klass.end(), 0);
+  // The heads' inputs' positions are not the automaton's symbols: one more class, leaving every
+  // state where it is, so that no path is split by them.
+  m.head_position_class = interned;
+  m.named_inputs.assign(size_t(model.config().n_layers) * model.config().n_heads * 3, false);
+  m.classes = interned + 1;
   const int n = static_cast<int>(a.delta.size());
   PP_CHECK(n > 0 && static_cast<int>(a.out.size()) == n && a.start >= 0 && a.start < n, "an automaton without states");
-  for (const auto& row : a.delta) {
-    PP_CHECK(static_cast<int>(row.size()) == m.classes, "an automaton row per symbol of the alphabet");
-    for (int t : row) PP_CHECK(t >= 0 && t < n, "an automaton transition to no state");
+  std::vector<std::vector<int>> delta = a.delta;
+  for (int d = 0; d < n; ++d) {
+    PP_CHECK(static_cast<int>(delta[d].size()) == interned, "an automaton row per interned symbol of the alphabet");
+    for (int t : delta[d]) PP_CHECK(t >= 0 && t < n, "an automaton transition to no state");
+    delta[d].push_back(d);
   }
-  m.minimise(a.delta, a.out, a.start);
+  m.minimise(delta, a.out, a.start);
 }
 
 // Moore minimisation: states are equivalent when every continuation reads the same input.
@@ -569,8 +701,9 @@ CompiledRules::CompiledRules(CompiledRules&&) noexcept = default;
 int CompiledRules::start() const { return impl_->start; }
 const PathAlphabet& CompiledRules::alphabet() const { return impl_->alphabet; }
 int CompiledRules::step(int state, std::string_view name) const {
-  auto it = impl_->by_text.find(std::string(name));
-  return it == impl_->by_text.end() ? -1 : impl_->step(state, it->second);
+  const std::optional<PathName> parsed = PathName::parse(name);
+  const int sym = parsed ? impl_->alphabet.find(*parsed) : -1;
+  return sym < 0 ? -1 : impl_->step(state, sym);
 }
 int CompiledRules::outcome(int state) const { return impl_->out[state]; }
 size_t CompiledRules::states() const { return impl_->delta.size(); }
@@ -601,15 +734,17 @@ BranchFn CompiledRules::branch() const {
     if (last.kind == PathName::Sublayer) {
       Impl::SubPlan plan = m.plan(node, s);
       if (plan.positions) return Split::Positions;
-      for (const auto& roles : plan.head)
-        for (int r : roles)
-          if (r != s) return Split::Edges;
-      return Split::None;
+      return plan.heads_split(s) ? Split::Edges : Split::None;
     }
+    // aL.headH.q|k|v: split its positions when their names lead to different states.
+    if (last.kind == PathName::HeadInput)
+      return m.input_positions(last.layer, last.head, last.role, s).empty() ? Split::None : Split::Positions;
     // aL.headH: split its q, k and v when their names lead elsewhere than the head's own.
-    PP_CHECK(last.kind == PathName::Head, "branch() is asked at nodes and heads only");
-    for (Role r : {Role::Q, Role::K, Role::V})
-      if (m.step(s, m.alphabet.head_input(last.layer, last.head, r)) != s) return Split::Edges;
+    PP_CHECK(last.kind == PathName::Head, "branch() is asked at nodes, heads and head inputs only");
+    for (Role r : {Role::Q, Role::K, Role::V}) {
+      const int t = m.step(s, m.alphabet.head_input(last.layer, last.head, r));
+      if (t != s || !m.input_positions(last.layer, last.head, r, t).empty()) return Split::Edges;
+    }
     return Split::None;
   };
 }
@@ -664,8 +799,16 @@ class RuleTracer {
     }
     if (sub.name().block != Block::Attn) return t_.mlp(sub.layer(), value(input, u));
     std::vector<ExprId> qkv;
-    for (const auto& roles : plan.head)
-      for (int r : roles) qkv.push_back(value(input, r));
+    for (size_t H = 0; H < plan.head.size(); ++H)
+      for (int r = 0; r < 3; ++r) {
+        if (plan.head_pos[H][r].empty()) {
+          qkv.push_back(value(input, plan.head[H][r]));
+          continue;
+        }
+        std::vector<ExprId> parts;
+        for (int state : plan.head_pos[H][r]) parts.push_back(value(input, state));
+        qkv.push_back(t_.rows(id, parts));
+      }
     return t_.attention_heads(sub.layer(), qkv);
   }
 

@@ -6,14 +6,18 @@
 //   pp::PathRules rules;
 //   rules.add("ln_final (f* f*.head)* a3 a3.head a3.head5", 1);   // through a3.head5 along residual
 //                                                                  // edges and MLPs -> corrupted
+//   rules.add("a2.head0.q.pos14", 1);   // head 2.0's query at position 14, and all it reads
 //   pp::Result r = pp::run(model, {clean, corrupt}, rules);        // every other path reads input 0
 //
 // Patterns match a contiguous part of the path (an implicit `...` at each end; `ln_final` and `emb`
 // anchor them to the output and the input). A path's words are the names of graph/path.hpp, as a
 // walk that splits everything would see them: the residual edge of aL / fL adds no name; the
 // attention edge adds `aL aL.head aL.headH aL.headH.q|k|v` (every path through an attention names
-// its head and which input of it), or `aL aL.head aL.head.posP` where the rules tell the
-// positions of that sub-layer apart; the MLP edge adds `fL fL.head`, and `fL.head.posP` likewise.
+// its head and which input of it, then `aL.headH.q.posP` where the rules tell the positions of
+// that input apart), or `aL aL.head aL.head.posP` where the rules tell the positions of that
+// sub-layer apart; the MLP edge adds `fL fL.head`, and `fL.head.posP` likewise. A position's name is
+// in a path only where the rules tell positions apart: a rule naming every position of an input
+// matches no path (name none instead).
 //   name      a path name; `*` matches any run of characters other than '.', `?` one such character
 //             (`a*` is every aL, `a1.head*` every head of layer 1, `f*.head` every MLP)
 //   ...       any sequence of names, possibly empty
@@ -98,7 +102,8 @@ class PathRules {
 };
 
 // A deterministic automaton over a model's path names, given directly: delta[state][symbol], the
-// symbols being PathAlphabet(graph, seq)'s entries in order, and out[state] the input a path
+// symbols being PathAlphabet(graph, seq)'s interned entries in order (the heads' inputs' positions
+// are not among them: a path passing one stays in its state), and out[state] the input a path
 // ending there reads. For experiments whose rules are too many to compile as patterns (a circuit:
 // one rule per edge outside it; pathpatch/circuits.hpp builds its automaton from the graph).
 struct Automaton {

@@ -167,6 +167,17 @@ rc=$?
   { echo "FAIL: --receiver k:2.g0 is not heads 2.0 and 2.1 together" >&2; failures=$((failures + 1)); }
 expect 1 "the model has 2 key/value heads per layer" paths --model "$zoo" "${sweep[@]}" --receiver v:2.g2
 expect 1 "queries are per head" paths --model "$zoo" "${sweep[@]}" --receiver q:2.g0
+# A receiver's positions: -1 is the last of the 15; a position past them, the logits, an empty list.
+expect 1 "receiver a2.head0.q position 15 is outside the input's 15 positions" \
+  paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@15
+expect 1 "the logits take no positions" paths --model "$zoo" "${sweep[@]}" --receiver logits@-1
+expect 1 "no positions after '@'" paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@
+expect 1 "receiver a1.head0.k position 20 is outside" paths --model "$zoo" "${sweep[@]}" --senders 0.1 --receiver-kind k@20
+"$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@-1 --out "$tmp/end.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@14 --out "$tmp/p14.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@3 --out "$tmp/p3.csv" >/dev/null 2>&1 &&
+  cmp -s "$tmp/end.csv" "$tmp/p14.csv" && ! cmp -s "$tmp/end.csv" "$tmp/p3.csv" ||
+  { echo "FAIL: --receiver q:2.0@-1 is not position 14 of 15, or position 3 is the same" >&2; failures=$((failures + 1)); }
 
 # The logit lens, direct logit attribution and generation.
 expect 1 "dla: give --answer" dla --model "$zoo" --text "$clean"

@@ -58,7 +58,8 @@ TEST_CASE("splitting while every path reads the same input changes nothing", "[e
     const pp::Model& m = pptest::model(name);
     pp::Tensor truth = pp::forward(m, corrupt()).hidden;
     auto always1 = [](const pp::Path&) { return 1; };
-    // nano's test_branch, test_branch2, test_attn_heads, and a q/k/v split of every head.
+    // nano's test_branch, test_branch2, test_attn_heads, and a q/k/v split of every head, each
+    // input's positions apart.
     auto attn_positions = [](const pp::Path& p) {
       return p.back() == "a1" ? pp::Split::Edges : p.back() == "a1.head" ? pp::Split::Positions : pp::Split::None;
     };
@@ -67,6 +68,7 @@ TEST_CASE("splitting while every path reads the same input changes nothing", "[e
     };
     auto everything = [](const pp::Path& p) {
       std::string_view b = p.back();
+      if (p.last().kind == pp::PathName::HeadInput) return pp::Split::Positions;
       return b.substr(0, 2) == "a1" || b == "f0" ? pp::Split::Edges : pp::Split::None;
     };
     INFO(name);

@@ -313,8 +313,9 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   pp::SweepResult sweep;
   if (!senders_spec.empty()) {
     sweep = job.run([&] {
-      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec), pp::Receiver::kind_named(kind),
-                                 x.metric, o);
+      auto [kind_name, positions] = split_positions(kind, "--receiver-kind");
+      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec),
+                                 pp::Receiver::kind_named(kind_name), x.metric, o, positions);
     });
     sweep.title = "receivers (" + kind + ") of " + senders_spec;
   } else {
@@ -543,9 +544,11 @@ int main(int argc, char** argv) {
   spec.add_options(paths);
   paths->add_option("--receiver", receivers,
                     "logits (default), or q:L.H, k:L.H, v:L.H, input:L.H (one query head), or k:L.gG, v:L.gG, "
-                    "input:L.gG (key/value group G: every query head sharing its keys and values); repeat for more");
+                    "input:L.gG (key/value group G: every query head sharing its keys and values); a head's input at "
+                    "some positions only: q:2.0@-1 (negative from the end), k:3.1@4,5; repeat for more");
   paths->add_option("--senders", senders, "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2");
-  paths->add_option("--receiver-kind", receiver_kind, "With --senders: q, k, v or input")->capture_default_str();
+  paths->add_option("--receiver-kind", receiver_kind, "With --senders: q, k, v or input; q@-1 at the last position only")
+      ->capture_default_str();
   paths->add_flag("--mlps-on-path", mlps_on_path, "Recompute MLPs between sender and receiver as part of the path");
   paths->add_flag("--include-mlps", include_mlps, "Also sweep each layer's MLP as a sender");
   outputs.add_options(paths);

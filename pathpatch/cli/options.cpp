@@ -115,8 +115,22 @@ std::pair<int, int> layer_head(const std::string& s, const std::string& what) {
 
 }  // namespace
 
-std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m) {
-  if (spec == "logits") return {Receiver::logits()};
+std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what) {
+  const size_t at = spec.find('@');
+  if (at == std::string::npos) return {spec, {}};
+  std::vector<int> positions = parse_ints(spec.substr(at + 1), what + " '" + spec + "' positions");
+  if (positions.empty()) throw InputError(what + " '" + spec + "': no positions after '@' (e.g. @-1 for the last)");
+  return {spec.substr(0, at), positions};
+}
+
+std::vector<Receiver> parse_receivers(const std::string& full_spec, const Model& m) {
+  auto [spec, positions] = split_positions(full_spec, "--receiver");
+  if (spec == "logits") {
+    if (!positions.empty())
+      throw InputError("--receiver '" + full_spec + "': the logits take no positions; the metric chooses the "
+                       "positions it reads (--metric-positions)");
+    return {Receiver::logits()};
+  }
   auto colon = spec.find(':');
   if (colon == std::string::npos)
     throw InputError("--receiver '" + spec + "': expected logits, q:L.H, k:L.H, v:L.H or input:L.H (or k:L.gG, "
@@ -126,7 +140,7 @@ std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m) {
   const size_t g = at.find(".g");
   if (g == std::string::npos) {
     auto [layer, head] = layer_head(at, "--receiver");
-    return {Receiver{kind, layer, head}};
+    return {Receiver{kind, layer, head, positions}};
   }
   // A key/value group: every query head that reads its keys and values (grouped-query attention).
   if (kind == Receiver::Q)
@@ -139,7 +153,7 @@ std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m) {
     throw InputError("--receiver '" + spec + "': the model has " + std::to_string(groups) +
                      " key/value heads per layer (groups 0 to " + std::to_string(groups - 1) + ")");
   std::vector<Receiver> out;
-  for (int h = group * per; h < (group + 1) * per; ++h) out.push_back(Receiver{kind, layer, h});
+  for (int h = group * per; h < (group + 1) * per; ++h) out.push_back(Receiver{kind, layer, h, positions});
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pathpatch/pathpatch.hpp"
@@ -112,8 +113,11 @@ int parse_int(const std::string& s, const std::string& what);  // exactly one
 uint64_t parse_bytes(const std::string& s, const std::string& what);  // 1000, 512K, 64M, 4G (powers of 1024)
 void parse_positions(const std::string& spec, Sites& sites);
 // logits | q:L.H | k:L.H | v:L.H | input:L.H (one query head) | k:L.gG | v:L.gG | input:L.gG (every
-// query head of key/value group G: under grouped-query attention, the group's shared keys/values).
+// query head of key/value group G: under grouped-query attention, the group's shared keys/values);
+// a head's input may end in @P,P,... (its positions only; negative from the end): q:2.0@-1.
 std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m);
+// "SPEC@P,P,..." -> (SPEC, positions); no '@': (spec, {}).
+std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what);
 std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
 
 const Tokenizer& require_tokenizer(const Model& m);

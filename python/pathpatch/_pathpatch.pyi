@@ -19,7 +19,7 @@ Heads = Union[int, Sequence[int], None]
 Positions = Union[int, Sequence[int], None]
 FilePath = Union[str, PathLike]
 SenderLike = Union[str, Tuple[int, Optional[int]], "Sender"]
-ReceiverLike = Union[str, Tuple[str, int, int], "Receiver"]
+ReceiverLike = Union[str, Tuple[str, int, int], Tuple[str, int, int, Sequence[int]], "Receiver"]
 
 # ---- errors ---------------------------------------------------------------------------------
 class Error(Exception): ...
@@ -230,11 +230,14 @@ class Sender:
     def head(self) -> Optional[int]: ...
 
 class Receiver:
-    def __init__(self, kind: Literal["logits", "q", "k", "v", "input"], layer: int = -1, head: int = -1) -> None: ...
+    def __init__(self, kind: Literal["logits", "q", "k", "v", "input"], layer: int = -1, head: int = -1,
+                 positions: Sequence[int] = ()) -> None: ...
     @property
     def layer(self) -> int: ...
     @property
     def head(self) -> int: ...
+    @property
+    def positions(self) -> list[int]: ...
 
 class Sweep:
     @property
@@ -298,7 +301,8 @@ def sweep_senders(model: Model, clean: Input, corrupted: Input, metric: Metric, 
                   progress: Progress = None) -> Sweep: ...
 def sweep_receivers(model: Model, clean: Input, corrupted: Input, metric: Metric, *,
                     senders: Union[SenderLike, Iterable[SenderLike]],
-                    kind: Literal["q", "k", "v", "input"] = "input", mlps_on_path: bool = False, chunk: int = 64,
+                    kind: Literal["q", "k", "v", "input"] = "input", positions: Sequence[int] = (),
+                    mlps_on_path: bool = False, chunk: int = 64,
                     cache: Optional[Cache] = None, progress: Progress = None) -> Sweep: ...
 
 # ---- gradients and circuits ------------------------------------------------------------------

@@ -91,16 +91,19 @@ Receiver to_receiver(const py::handle& obj) {
     if (auto n = PathName::parse(s)) {
       if (n->kind == PathName::Head) return Receiver{Receiver::Input, n->layer, n->head};
       if (n->kind == PathName::HeadInput) return Receiver{Receiver::kind_named(role_name(n->role)), n->layer, n->head};
+      if (n->kind == PathName::HeadInputPosition)
+        return Receiver{Receiver::kind_named(role_name(n->role)), n->layer, n->head, {n->pos}};
     }
-    throw InputError("receiver '" + s + "': expected 'logits', a head input ('a2.head1.q', '.k', '.v') or a head "
-                     "('a2.head1': its q, k and v)");
+    throw InputError("receiver '" + s + "': expected 'logits', a head input ('a2.head1.q', '.k', '.v'), one position "
+                     "of it ('a2.head1.q.pos14') or a head ('a2.head1': its q, k and v)");
   }
-  if (py::isinstance<py::tuple>(obj) && py::len(obj) == 3) {
+  if (py::isinstance<py::tuple>(obj) && (py::len(obj) == 3 || py::len(obj) == 4)) {
     py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
     if (py::isinstance<py::str>(t[0]) && py::isinstance<py::int_>(t[1]) && py::isinstance<py::int_>(t[2]))
-      return Receiver{Receiver::kind_named(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>()};
+      return Receiver{Receiver::kind_named(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>(),
+                      py::len(obj) == 4 ? t[3].cast<std::vector<int>>() : std::vector<int>{}};
   }
-  throw InputError("receiver: expected 'logits', 'a2.head1.q', ('q', layer, head) or a Receiver, got " +
+  throw InputError("receiver: expected 'logits', 'a2.head1.q', ('q', layer, head[, positions]) or a Receiver, got " +
                    std::string(py::repr(obj)));
 }
 
@@ -318,18 +321,27 @@ void bind_patching(py::module_& m) {
         return s.head < 0 ? "Sender(f" + std::to_string(s.layer) + ")"
                           : "Sender(a" + std::to_string(s.layer) + ".head" + std::to_string(s.head) + ")";
       });
-  py::class_<Receiver>(m, "Receiver", "A path-patching receiver: the logits, or a head's q, k, v or all three ('input').")
-      .def(py::init([](const std::string& kind, int layer, int head) {
-             if (kind == "logits") return Receiver::logits();
-             return Receiver{Receiver::kind_named(kind), layer, head};
+  py::class_<Receiver>(m, "Receiver",
+                       "A path-patching receiver: the logits, or a head's q, k, v or all three ('input'), at every "
+                       "position or at `positions` only (negative from the end: -1 is IOI's END).")
+      .def(py::init([](const std::string& kind, int layer, int head, std::vector<int> positions) {
+             if (kind == "logits") {
+               Receiver r = Receiver::logits();
+               r.positions = std::move(positions);  // refused when used, as from C++
+               return r;
+             }
+             return Receiver{Receiver::kind_named(kind), layer, head, std::move(positions)};
            }),
-           py::arg("kind"), py::arg("layer") = -1, py::arg("head") = -1)
+           py::arg("kind"), py::arg("layer") = -1, py::arg("head") = -1, py::arg("positions") = std::vector<int>{})
       .def_readonly("layer", &Receiver::layer)
       .def_readonly("head", &Receiver::head)
+      .def_readonly("positions", &Receiver::positions)
       .def("__repr__", [](const Receiver& r) {
         if (r.kind == Receiver::Logits) return std::string("Receiver(logits)");
+        std::string at;
+        for (int p : r.positions) at += (at.empty() ? " at " : ", ") + std::to_string(p);
         return "Receiver(" + std::string(Receiver::kind_name(r.kind)) + ", a" + std::to_string(r.layer) + ".head" +
-               std::to_string(r.head) + ")";
+               std::to_string(r.head) + at + ")";
       });
 
   bind_sweep(m);
@@ -405,7 +417,8 @@ void bind_patching(py::module_& m) {
         R"(One path-patching experiment: the clean run with the senders' corrupted effect reaching the receivers only.
 
     senders: 'a0.head3', 'f2' (an MLP), (layer, head), or a list of them.
-    receivers: 'logits', 'a2.head1.q' / '.k' / '.v', 'a2.head1' (its q, k and v), or a list.
+    receivers: 'logits', 'a2.head1.q' / '.k' / '.v', 'a2.head1' (its q, k and v), one position of a
+        head's input ('a2.head1.q.pos14'), ('q', 2, 1, [-1]) (at the last position), or a list.
     mlps_on_path: MLPs between sender and receiver are recomputed as part of the path.
 
     >>> r = pathpatch.path_patch(model, clean, corrupt, senders="a0.head1", receivers="a1.head2.k"))");
@@ -436,8 +449,8 @@ void bind_patching(py::module_& m) {
 
   m.def("sweep_receivers",
         [](const ModelPtr& model, const py::handle& clean, const py::handle& corrupted, const Metric& metric,
-           const py::handle& senders, const std::string& kind, bool mlps_on_path, size_t chunk,
-           std::shared_ptr<Cache> cache, const py::object& progress) {
+           const py::handle& senders, const std::string& kind, const std::vector<int>& positions, bool mlps_on_path,
+           size_t chunk, std::shared_ptr<Cache> cache, const py::object& progress) {
           Batch c = to_batch(*model, clean, "clean"), x = to_batch(*model, corrupted, "corrupted");
           std::vector<Sender> s = list_of<Sender>(senders, to_sender);
           PathPatchingOptions o = path_options(common(std::move(cache), progress), mlps_on_path, chunk);
@@ -446,15 +459,18 @@ void bind_patching(py::module_& m) {
           SweepResult out;
           {
             py::gil_scoped_release nogil;
-            out = sweep_receivers(*model, c, x, s, k, fit, o);
+            out = sweep_receivers(*model, c, x, s, k, fit, o, positions);
           }
           warn(out.warnings);
           return out;
         },
         py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("metric"), py::kw_only(), py::arg("senders"),
-        py::arg("kind") = "input", py::arg("mlps_on_path") = false, py::arg("chunk") = 64, py::arg("cache") = nullptr,
-        py::arg("progress") = py::none(),
-        "Every head after the senders as the receiver (its q, k, v, or all three with kind='input'): a Sweep (layer, head).");
+        py::arg("kind") = "input", py::arg("positions") = std::vector<int>{}, py::arg("mlps_on_path") = false,
+        py::arg("chunk") = 64, py::arg("cache") = nullptr, py::arg("progress") = py::none(),
+        R"(Every head after the senders as the receiver (its q, k, v, or all three with kind='input'; at
+    `positions` only if given, negative from the end): a Sweep (layer, head).
+
+    >>> s = pathpatch.sweep_receivers(model, clean, corrupt, metric, senders="a1.head3", kind="q", positions=[-1]))");
 }
 
 }  // namespace pathpatch::python

@@ -49,6 +49,18 @@ def test_receiver_sweep_equals_the_cli(ioi, ioi_prompts, tmp_path):
     assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
 
 
+def test_sweeps_at_a_receiver_position_equal_the_cli(ioi, ioi_prompts, tmp_path):
+    clean, corrupt, metric, _ = ioi_prompts
+    out = tmp_path / "receivers.csv"
+    ioi_cli("paths", out, "--senders", "0.1", "--receiver-kind", "q@-1")
+    s = pp.sweep_receivers(ioi, clean, corrupt, metric, senders="a0.head1", kind="q", positions=[-1])
+    assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
+    out = tmp_path / "senders.csv"
+    ioi_cli("paths", out, "--receiver", "q:2.0@-1", "--receiver", "q:2.1@-1")
+    s = pp.sweep_senders(ioi, clean, corrupt, metric, receivers=[("q", 2, 0, [-1]), ("q", 2, 1, [-1])])
+    assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
+
+
 def test_activation_patching_equals_the_cli(ioi, ioi_prompts, tmp_path):
     clean, corrupt, metric, _ = ioi_prompts
     out = tmp_path / "z.csv"

@@ -292,6 +292,26 @@ def test_path_patch_and_sweeps(ioi, ioi_prompts):
         pp.path_patch(ioi, clean, corrupt, senders="a2.head0", receivers="a1.head0.q")
 
 
+def test_receivers_at_positions(ioi, ioi_prompts):
+    clean, corrupt, metric, _ = ioi_prompts
+    end = clean.shape[1] - 1
+    by_name = pp.path_patch(ioi, clean, corrupt, senders="a1.head3", receivers=f"a2.head0.q.pos{end}")
+    by_tuple = pp.path_patch(ioi, clean, corrupt, senders="a1.head3", receivers=("q", 2, 0, [-1]))
+    by_class = pp.path_patch(ioi, clean, corrupt, senders="a1.head3", receivers=pp.Receiver("q", 2, 0, positions=[-1]))
+    assert np.array_equal(by_name.logits, by_tuple.logits) and np.array_equal(by_name.logits, by_class.logits)
+    everywhere = pp.path_patch(ioi, clean, corrupt, senders="a1.head3", receivers="a2.head0.q")
+    # Layer 2 is the last: its query at END moves the logits at END as its query everywhere does,
+    # and no other row.
+    assert np.allclose(by_name.logits[:, end], everywhere.logits[:, end], atol=1e-4)
+    plain = pp.forward(ioi, clean)
+    assert np.allclose(by_name.logits[:, :end], plain.logits[:, :end], atol=1e-5)
+    assert repr(pp.Receiver("q", 2, 0, [-1])) == "Receiver(q, a2.head0 at -1)"
+    s = pp.sweep_receivers(ioi, clean, corrupt, metric, senders="a0.head1", kind="k", positions=[-1])
+    assert np.isnan(s.values[0]).all() and not np.isnan(s.values[1:]).any()
+    with pytest.raises(pp.InputError, match="outside the input"):
+        pp.path_patch(ioi, clean, corrupt, senders="a1.head3", receivers=("q", 2, 0, [end + 1]))
+
+
 def test_ctrl_c_stops_a_sweep_cleanly(ioi, ioi_prompts):
     clean, corrupt, metric, _ = ioi_prompts
     cache = pp.Cache()

@@ -117,6 +117,11 @@ PathAlphabet::PathAlphabet(const Graph& g, int64_t seq) : graph_(&g), seq_(seq),
       }
     }
   }
+  final_base_ = static_cast<int>(entries_.size());
+  for (int64_t p = 0; p < seq; ++p) {
+    PathName name = PathName::final_position(static_cast<int>(p));
+    entries_.push_back(PathEntry{name, name.str()});
+  }
   listed_ = static_cast<int>(entries_.size());
   const int64_t all = listed_ + int64_t{g.n_layers()} * heads_ * 3 * seq;
   if (all > std::numeric_limits<int>::max())
@@ -144,6 +149,7 @@ int PathAlphabet::find(const PathName& n) const {
     case PathName::Head: return head_ok ? head(n.layer, n.head) : -1;
     case PathName::HeadInput: return head_ok ? head_input(n.layer, n.head, n.role) : -1;
     case PathName::HeadInputPosition: return head_ok && pos_ok ? head_input_position(n.layer, n.head, n.role, n.pos) : -1;
+    case PathName::FinalPosition: return pos_ok ? final_position(n.pos) : -1;
     case PathName::Position: {
       const NodeId sub = pos_ok ? g.node_of(PathName::sublayer(n.block, n.layer)) : -1;
       return sub < 0 ? -1 : position(sub, n.pos);

@@ -7,7 +7,8 @@
 //  - node names (nano-path-patching, typed as PathName in path.hpp), used by path predicates: `emb`;
 //    per layer L `aL` (residual + attention), `aL.head` (the attention sub-layer), `fL` (residual +
 //    MLP), `fL.head` (the MLP sub-layer); `ln_final`. Splits add the edge names `aL.headH`,
-//    `aL.headH.q|k|v`, `aL.head.posP`, `fL.head.posP` and `aL.headH.q|k|v.posP` (PathAlphabet below).
+//    `aL.headH.q|k|v`, `aL.head.posP`, `fL.head.posP`, `aL.headH.q|k|v.posP` and `ln_final.posP`
+//    (PathAlphabet below).
 //  - activation names (TransformerLens), used to read and patch values: `blocks.3.attn.hook_z`, ...
 //    Every activation belongs to the node that computes it; the family's options decide which
 //    exist (models/activations.cpp).
@@ -123,6 +124,7 @@ class PathAlphabet {
   int head(int layer, int head) const { return head_base_.at(layer) + 4 * head; }
   int head_input(int layer, int head, Role r) const { return this->head(layer, head) + 1 + static_cast<int>(r); }
   int position(NodeId sublayer, int64_t pos) const { return pos_base_.at(sublayer) + static_cast<int>(pos); }
+  int final_position(int64_t pos) const { return final_base_ + static_cast<int>(pos); }
   int head_input_position(int layer, int head, Role r, int64_t pos) const {
     return listed_ + static_cast<int>(((int64_t{layer} * heads_ + head) * 3 + static_cast<int>(r)) * seq_ + pos);
   }
@@ -134,7 +136,7 @@ class PathAlphabet {
  private:
   const Graph* graph_;
   int64_t seq_;
-  int heads_, listed_, size_;
+  int heads_, final_base_, listed_, size_;
   std::vector<PathEntry> entries_;  // the graph's nodes first, in node order
   std::vector<int> head_base_;      // per layer: its heads, each followed by its q, k, v
   std::vector<int> pos_base_;       // per node (sub-layers only): its positions

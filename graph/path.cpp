@@ -28,6 +28,7 @@ std::string PathName::str_with_layer(std::string_view L) const {
   switch (kind) {
     case Emb: return "emb";
     case Final: return "ln_final";
+    case FinalPosition: return std::string("ln_final.pos").append(std::to_string(pos));
     case Residual: return b + layer_text;
     case Sublayer: return b + layer_text + ".head";
     case Head: return "a" + layer_text + ".head" + std::to_string(head);
@@ -64,6 +65,11 @@ bool take(std::string_view& s, std::string_view word) {
 std::optional<PathName> PathName::parse(std::string_view s) {
   if (s == "emb") return emb();
   if (s == "ln_final") return ln_final();
+  if (take(s, "ln_final.pos")) {
+    int pos = 0;
+    if (!take_number(s, pos) || !s.empty()) return std::nullopt;
+    return final_position(pos);
+  }
   if (s.empty() || (s[0] != 'a' && s[0] != 'f')) return std::nullopt;
   const Block b = s[0] == 'a' ? Block::Attn : Block::Mlp;
   s.remove_prefix(1);

@@ -12,9 +12,10 @@
 //   aL.head.posP         position P's row of the attention's input (edge); fL.head.posP for the MLP
 //   aL.headH.q.posP      position P's row of that head's query input (edge); .k.posP, .v.posP likewise
 //   ln_final             the final norm
+//   ln_final.posP        position P's row of the final norm's input (edge)
 //
-// `branch(path)` is asked at aL, aL.head, aL.headH, aL.headH.q|k|v, fL and fL.head, with the node's
-// name last, and returns how the node's inputs are computed:
+// `branch(path)` is asked at ln_final, aL, aL.head, aL.headH, aL.headH.q|k|v, fL and fL.head, with
+// the node's name last, and returns how the node's inputs are computed:
 //   Split::None       one shared path for all the node's inputs (the path keeps the node's name).
 //   Split::Edges      each incoming edge gets its own path. At aL / fL: the residual edge (whose
 //                     path does NOT include aL / fL) and the sub-layer edge (path continues through
@@ -23,7 +24,10 @@
 //   Split::Positions  at aL.head and fL.head: position P's row of the sub-layer's input comes from
 //                     its own path, aL.head.posP / fL.head.posP. At aL.headH.q|k|v: position P's
 //                     row of that one head's input, aL.headH.q.posP (IOI's "queries of 2.0 at END").
-//                     A head input has one edge: Split::Edges there is refused.
+//                     At ln_final: position P's row of the final residual, ln_final.posP (what a
+//                     sender at some positions sends to the logits, as the residual stream keeps
+//                     each row to its own position).
+//                     ln_final and a head input have one edge: Split::Edges there is refused.
 // Below an unsplit aL or fL the sub-layer is not asked: it reads what the residual edge read.
 // `which(path)` is asked at `emb` and returns the index of the input that path reads.
 //
@@ -70,16 +74,18 @@ struct PathName {
     Position,   // aL.head.posP, fL.head.posP
     HeadInputPosition,  // aL.headH.q|k|v.posP
     Final,      // ln_final
+    FinalPosition,  // ln_final.posP
   };
   Kind kind = Emb;
   Block block = Block::Attn;  // Residual, Sublayer, Position (Head, HeadInput: always Attn)
   Role role = Role::Q;        // HeadInput, HeadInputPosition
   int layer = -1;             // all but Emb and Final
   int head = -1;              // Head, HeadInput, HeadInputPosition
-  int pos = -1;               // Position, HeadInputPosition
+  int pos = -1;               // Position, HeadInputPosition, FinalPosition
 
   static PathName emb() { return {}; }
   static PathName ln_final() { return {Final}; }
+  static PathName final_position(int pos) { return {FinalPosition, Block::Attn, Role::Q, -1, -1, pos}; }
   static PathName residual(Block b, int layer) { return {Residual, b, Role::Q, layer}; }
   static PathName sublayer(Block b, int layer) { return {Sublayer, b, Role::Q, layer}; }
   static PathName head_of(int layer, int head) { return {Head, Block::Attn, Role::Q, layer, head}; }

@@ -199,7 +199,7 @@ Split Tracer::ask_branch(bool positions_ok, const char* edges_mean) {
   Split s = (*branch_)(path_);
   if (s == Split::Positions && !positions_ok)
     throw PredicateError("branch() returned Split::Positions at " + std::string(path_.back()) + " (path " + path_.str() +
-                         "); positions split only at aL.head, fL.head and a head's input aL.headH.q|k|v");
+                         "); positions split only at ln_final, aL.head, fL.head and a head's input aL.headH.q|k|v");
   if (s == Split::Edges && !edges_mean)
     throw PredicateError("branch() returned Split::Edges at " + std::string(path_.back()) + " (path " + path_.str() +
                          "), which has a single input edge");
@@ -223,7 +223,10 @@ ExprId Tracer::value_of(NodeId id, ExprId* residual_in) {
       out = embed(ask_which());
       break;
     case PathName::Final:
-      out = final(value_of(n.inputs[0]));
+      if (ask_branch(true, nullptr) == Split::None)
+        out = final(value_of(n.inputs[0]));
+      else
+        out = final(per_position(id, [&](int64_t p) { return names_->final_position(p); }));
       break;
     case PathName::Residual: {
       Split s = ask_branch(false, "residual and sub-layer");
@@ -261,22 +264,26 @@ void Tracer::enter(int symbol) {
   path_.push(&it->second);
 }
 
+ExprId Tracer::per_position(NodeId node, const std::function<int(int64_t)>& symbol) {
+  const NodeId input = g_.node(node).inputs[0];
+  std::vector<ExprId> parts;
+  for (int64_t p = 0; p < seq_; ++p) {
+    enter(symbol(p));
+    parts.push_back(value_of(input));
+    path_.pop();
+  }
+  return rows(node, parts);
+}
+
 // One input of a head whose inputs split: its own path, or one per position.
 ExprId Tracer::head_input(int layer, int head, Role role, NodeId sub) {
   enter(names_->head_input(layer, head, role));
   const NodeId input = g_.node(sub).inputs[0];
   ExprId out = 0;
-  if (ask_branch(true, nullptr) == Split::None) {
+  if (ask_branch(true, nullptr) == Split::None)
     out = value_of(input);
-  } else {
-    std::vector<ExprId> parts;
-    for (int64_t p = 0; p < seq_; ++p) {
-      enter(names_->head_input_position(layer, head, role, p));
-      parts.push_back(value_of(input));
-      path_.pop();
-    }
-    out = rows(sub, parts);
-  }
+  else
+    out = per_position(sub, [&](int64_t p) { return names_->head_input_position(layer, head, role, p); });
   path_.pop();
   return out;
 }
@@ -292,13 +299,7 @@ ExprId Tracer::sublayer(NodeId sub) {
   if (s == Split::None) {
     out = sublayer_on(sub, value_of(input));
   } else if (s == Split::Positions) {
-    std::vector<ExprId> parts;
-    for (int64_t p = 0; p < seq_; ++p) {
-      enter(names_->position(sub, p));
-      parts.push_back(value_of(input));
-      path_.pop();
-    }
-    out = sublayer_on(sub, rows(sub, parts));
+    out = sublayer_on(sub, per_position(sub, [&](int64_t p) { return names_->position(sub, p); }));
   } else {  // Edges at aL.head: one path per head
     std::vector<ExprId> qkv;
     for (int h = 0; h < g_.n_heads(); ++h) {

@@ -94,6 +94,9 @@ class Tracer {
   Split ask_branch(bool positions_ok, const char* edges_mean);
   void enter(int symbol);
   ExprId head_input(int layer, int head, Role role, NodeId sub);  // below aL.headH, split
+  // The input of `node` (ln_final or a sub-layer) with each position's row from its own path, the
+  // path entering symbol(P) first.
+  ExprId per_position(NodeId node, const std::function<int(int64_t)>& symbol);
 
   const Graph& g_;
   const PathAlphabet* names_;

@@ -238,43 +238,72 @@ PathName sender_name(const Sender& s) {
   return s.head < 0 ? PathName::sublayer(Block::Mlp, s.layer) : PathName::head_of(s.layer, s.head);
 }
 
+std::string join_ints(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s.append(s.empty() ? "" : ", ").append(std::to_string(x));
+  return s;
+}
+
 std::string receiver_name(const Receiver& r) {
   if (r.kind == Receiver::Logits) return "the logits";
   std::string name = PathName::head_of(r.layer, r.head).str();
   return r.kind == Receiver::Input ? name : name.append(".").append(Receiver::kind_name(r.kind));
 }
 
-// A receiver's positions counted from the start; InputError for one outside `seq` (0: unknown).
-std::vector<int> receiver_positions(const Receiver& r, int64_t seq) {
-  if (r.positions.empty()) return {};
-  if (r.kind == Receiver::Logits)
-    throw InputError("the logits receive at every position; the metric chooses the positions it reads "
-                     "(Metric positions), not the receiver");
-  if (seq <= 0) throw InputError("receiver " + receiver_name(r) + " names positions: pass the inputs' length");
+// Positions counted from the start, sorted and unique; empty for every position (none named, or
+// all of them: the words of the whole input name no position, rules.hpp). InputError for one
+// outside `seq` (0: unknown).
+std::vector<int> resolve_rows(const std::vector<int>& positions, int64_t seq, const std::string& what) {
+  if (positions.empty()) return {};
+  if (seq <= 0) throw InputError(what + " names positions: pass the inputs' length");
   std::vector<int> out;
-  for (int p : r.positions)
-    out.push_back(static_cast<int>(resolve_position(p, seq, "receiver " + receiver_name(r) + " position")));
+  for (int p : positions) out.push_back(static_cast<int>(resolve_position(p, seq, what + " position")));
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
-  // Every position is the whole input, whose words name no position (rules.hpp).
   if (static_cast<int64_t>(out.size()) == seq) out.clear();
   return out;
 }
 
-// Where a path reaches a receiver: ln_final, or aL aL.head aL.headH aL.headH.q|k|v, then the
-// input's position aL.headH.q.posP where the receiver names positions.
-Pattern receiver_pattern(const Model& m, const Receiver& r, int64_t seq) {
-  const std::vector<int> positions = receiver_positions(r, seq);
-  if (r.kind == Receiver::Logits) return Pattern::name(PathName::ln_final());
+std::vector<int> receiver_rows(const Receiver& r, int64_t seq) {
+  if (r.kind == Receiver::Logits && !r.positions.empty())
+    throw InputError("the logits receive at every position; the metric chooses the positions it reads "
+                     "(Metric positions), not the receiver (a sender's positions choose what it sends)");
+  return resolve_rows(r.positions, seq, "receiver " + receiver_name(r));
+}
+
+// The rows along which a sender reaches a receiver (empty: all). Between them a path passes only
+// residual edges and MLPs, which keep each row at its own position: a sender's row P reaches the
+// receiver's row P alone, so the sender's positions restrict the receiver's.
+std::vector<int> rows_between(const Sender& s, const Receiver& r, int64_t seq) {
+  const std::vector<int> sent = resolve_rows(s.positions, seq, "sender " + sender_name(s).str());
+  const std::vector<int> received = receiver_rows(r, seq);
+  if (sent.empty()) return received;
+  if (received.empty()) return sent;
+  std::vector<int> both;
+  std::set_intersection(sent.begin(), sent.end(), received.begin(), received.end(), std::back_inserter(both));
+  if (both.empty())
+    throw RuleError("sender " + sender_name(s).str() + " at positions " + join_ints(sent) + " sends nothing to receiver " +
+                    receiver_name(r) + " at positions " + join_ints(received) +
+                    ": the residual stream carries each row to its own position only");
+  return both;
+}
+
+// Where a path reaches a receiver along `rows` (empty: every row): ln_final, or aL aL.head aL.headH
+// aL.headH.q|k|v, then the row's name where rows are given (ln_final.posP, aL.headH.q.posP).
+Pattern receiver_pattern(const Model& m, const Receiver& r, const std::vector<int>& rows) {
+  auto at_rows = [&](const PathName& input, auto row_name) {
+    if (rows.empty()) return Pattern::name(input);
+    std::vector<Pattern> names;
+    for (int p : rows) names.push_back(Pattern::name(row_name(p)));
+    return Pattern::sequence({Pattern::name(input), Pattern::either(std::move(names))});
+  };
+  if (r.kind == Receiver::Logits) return at_rows(PathName::ln_final(), PathName::final_position);
   const ModelConfig& c = m.config();
   const int L = r.layer, H = r.head;
   if (L < 0 || L >= c.n_layers || H < 0 || H >= c.n_heads)
     throw InputError("receiver " + PathName::head_of(L, H).str() + " does not exist");
   auto input = [&](Role role) {
-    if (positions.empty()) return Pattern::name(PathName::head_input(L, H, role));
-    std::vector<Pattern> rows;
-    for (int p : positions) rows.push_back(Pattern::name(PathName::head_input_position(L, H, role, p)));
-    return Pattern::sequence({Pattern::name(PathName::head_input(L, H, role)), Pattern::either(std::move(rows))});
+    return at_rows(PathName::head_input(L, H, role), [&](int p) { return PathName::head_input_position(L, H, role, p); });
   };
   Pattern inputs = r.kind == Receiver::Q   ? input(Role::Q)
                    : r.kind == Receiver::K ? input(Role::K)
@@ -285,21 +314,33 @@ Pattern receiver_pattern(const Model& m, const Receiver& r, int64_t seq) {
                             inputs});
 }
 
-// Refuses receivers the model lacks and positions that are padding in some row: a position names
-// one column of the left-padded batch, which is a different token in rows of other lengths.
-void check_receivers(const Model& m, const std::vector<Receiver>& receivers, const Batch& clean,
-                     const Batch& corrupted) {
+// Refuses positions that are padding in some row: a position names one column of the left-padded
+// batch, which is a different token in rows of other lengths.
+void check_not_padding(const std::vector<int>& rows, const std::string& what, const Batch& clean,
+                       const Batch& corrupted) {
+  for (int p : rows)
+    for (const Batch* b : {&clean, &corrupted})
+      for (int64_t row = 0; row < b->size; ++row)
+        if (!b->real(row, p))
+          throw InputError(what + " position " + std::to_string(p) + " is padding in row " + std::to_string(row) +
+                           " of the " + (b == &clean ? "clean" : "corrupted") + " prompts (" +
+                           std::to_string(b->length(row)) + " tokens of " + std::to_string(b->seq) +
+                           "); positions are columns of the left-padded batch: use prompts of one length, or "
+                           "positions from the end (-1)");
+}
+
+// Refuses senders and receivers the model lacks, and positions outside the inputs or on padding.
+void check_ends(const Model& m, const std::vector<Sender>& senders, const std::vector<Receiver>& receivers,
+                const Batch& clean, const Batch& corrupted) {
+  for (const Sender& s : senders) {
+    sender_pattern(m, s);
+    check_not_padding(resolve_rows(s.positions, clean.seq, "sender " + sender_name(s).str()),
+                      "sender " + sender_name(s).str(), clean, corrupted);
+  }
   for (const Receiver& r : receivers) {
-    receiver_pattern(m, r, clean.seq);
-    for (int p : receiver_positions(r, clean.seq))
-      for (const Batch* b : {&clean, &corrupted})
-        for (int64_t row = 0; row < b->size; ++row)
-          if (!b->real(row, p))
-            throw InputError("receiver " + receiver_name(r) + " position " + std::to_string(p) + " is padding in row " +
-                             std::to_string(row) + " of the " + (b == &clean ? "clean" : "corrupted") +
-                             " prompts (" + std::to_string(b->length(row)) + " tokens of " +
-                             std::to_string(b->seq) + "); positions are columns of the left-padded batch: use "
-                             "prompts of one length, or positions from the end (-1)");
+    const std::vector<int> rows = receiver_rows(r, clean.seq);
+    receiver_pattern(m, r, rows);
+    check_not_padding(rows, "receiver " + receiver_name(r), clean, corrupted);
   }
 }
 
@@ -322,7 +363,7 @@ PathRules path_patching_rules(const Model& model, const std::vector<Sender>& sen
       if (r.kind != Receiver::Logits && s.layer >= r.layer)
         throw RuleError("sender " + sender_name(s).str() + " does not come before receiver " +
                         PathName::head_of(r.layer, r.head).str() + ": there is no path from it to the receiver's input");
-      std::vector<Pattern> parts{receiver_pattern(model, r, seq)};
+      std::vector<Pattern> parts{receiver_pattern(model, r, rows_between(s, r, seq))};
       if (mlps_on_path) parts.push_back(mlps_between());
       parts.push_back(sender_pattern(model, s));
       rules.add(Pattern::sequence(std::move(parts)), 1);
@@ -335,7 +376,7 @@ Result path_patch(const Model& model, const Batch& clean, const Batch& corrupted
   RunOptions o;
   o.cache = options.cache;
   check_inputs(model, {clean, corrupted});
-  check_receivers(model, receivers, clean, corrupted);
+  check_ends(model, senders, receivers, clean, corrupted);
   return run(model, {clean, corrupted},
              path_patching_rules(model, senders, receivers, options.mlps_on_path, clean.seq), o);
 }
@@ -357,12 +398,14 @@ SweepResult grid(const Model& m, const std::string& title, const Scorer& scorer,
 
 SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& corrupted,
                           const std::vector<Receiver>& receivers, const Metric& metric,
-                          const PathPatchingOptions& options, bool include_mlps) {
+                          const PathPatchingOptions& options, bool include_mlps,
+                          const std::vector<int>& sender_positions) {
   const ReleaseIdleBuffers release_at_the_end;
   check_inputs(model, {clean, corrupted});
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
-  check_receivers(model, receivers, clean, corrupted);
+  check_ends(model, {}, receivers, clean, corrupted);
+  check_not_padding(resolve_rows(sender_positions, clean.seq, "sender"), "sender", clean, corrupted);
   const int H = model.config().n_heads;
   const bool mlps = include_mlps && model.graph().has_mlp();
   const int columns = H + (mlps ? 1 : 0);
@@ -375,7 +418,8 @@ SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& c
       for (const Receiver& r : receivers) causal = causal && (r.kind == Receiver::Logits || L < r.layer);
       if (!causal) continue;  // no path: left as NaN
       Experiment x;
-      x.rules = path_patching_rules(model, {Sender{L, h < H ? h : -1}}, receivers, options.mlps_on_path, clean.seq);
+      x.rules = path_patching_rules(model, {Sender{L, h < H ? h : -1, sender_positions}}, receivers,
+                                    options.mlps_on_path, clean.seq);
       experiments.push_back(std::move(x));
       cells.push_back(L * columns + h);
     }
@@ -392,16 +436,15 @@ SweepResult sweep_receivers(const Model& model, const Batch& clean, const Batch&
   check_inputs(model, {clean, corrupted});
   if (kind == Receiver::Logits) throw InputError("sweep_receivers: sweep heads' q, k, v or input, not the logits");
   if (senders.empty()) throw InputError("sweep_receivers: no senders");
+  check_ends(model, senders, {}, clean, corrupted);
   const Sender* latest = &senders[0];
-  for (const Sender& s : senders) {
-    sender_pattern(model, s);  // refuses a sender the model does not have
+  for (const Sender& s : senders)
     if (s.layer > latest->layer) latest = &s;
-  }
   const int first = latest->layer + 1;  // receivers come after every sender
   if (first >= model.config().n_layers)
     throw RuleError("sweep_receivers: sender " + sender_name(*latest).str() +
                     " is in the last layer; no head comes after it to receive its output");
-  check_receivers(model, {Receiver{kind, first, 0, positions}}, clean, corrupted);  // the first of the sweep
+  check_ends(model, {}, {Receiver{kind, first, 0, positions}}, clean, corrupted);  // the sweep's first
   auto cache = options.cache ? options.cache : std::make_shared<Cache>();
   Scorer scorer = detail::plain_scorer(model, metric, clean, corrupted, cache);
   const int H = model.config().n_heads;

@@ -118,6 +118,13 @@ std::map<std::string, SweepResult> activation_patching(const Model& model, const
 struct Sender {
   int layer = 0;
   int head = -1;  // -1: the layer's MLP
+  // Only its output at these positions is sent (negative: from the end); empty: every position.
+  // Between sender and receiver a path passes residual edges and MLPs only, which keep each row at
+  // its position: the sender's row P reaches the receiver's row P (its input's, or the logits').
+  std::vector<int> positions;
+
+  Sender() = default;
+  Sender(int l, int h, std::vector<int> at = {}) : layer(l), head(h), positions(std::move(at)) {}
 };
 
 struct Receiver {
@@ -147,10 +154,11 @@ struct PathPatchingOptions {
   UnitLog* log = nullptr;     // finished units: read back, and recorded as they finish
 };
 
-// The rules of a path-patching experiment: paths from the receivers' inputs (at their positions,
-// aL.headH.q.posP) back to the senders (through residual edges, and MLPs if asked) read the
-// corrupted input (1); all others clean (0). RuleError for a pair where the receiver does not come
-// after the sender; InputError for a receiver position outside the `seq` positions of the inputs.
+// The rules of a path-patching experiment: paths from the receivers' inputs (at their positions
+// and the senders', aL.headH.q.posP or ln_final.posP) back to the senders (through residual edges,
+// and MLPs if asked) read the corrupted input (1); all others clean (0). RuleError for a pair where
+// the receiver does not come after the sender or shares no position with it; InputError for a
+// position outside the `seq` positions of the inputs.
 PathRules path_patching_rules(const Model& model, const std::vector<Sender>& senders,
                               const std::vector<Receiver>& receivers, bool mlps_on_path, int64_t seq = 0);
 
@@ -158,11 +166,12 @@ PathRules path_patching_rules(const Model& model, const std::vector<Sender>& sen
 Result path_patch(const Model& model, const Batch& clean, const Batch& corrupted, const std::vector<Sender>& senders,
                   const std::vector<Receiver>& receivers, const PathPatchingOptions& options = {});
 
-// Every head (and, if `include_mlps`, every MLP as head index H) as the sender to `receivers`:
-// axes (layer, head).
+// Every head (and, if `include_mlps`, every MLP as head index H) as the sender to `receivers`, at
+// `sender_positions` as Sender::positions: axes (layer, head).
 SweepResult sweep_senders(const Model& model, const Batch& clean, const Batch& corrupted,
                           const std::vector<Receiver>& receivers, const Metric& metric,
-                          const PathPatchingOptions& options = {}, bool include_mlps = false);
+                          const PathPatchingOptions& options = {}, bool include_mlps = false,
+                          const std::vector<int>& sender_positions = {});
 
 // Every head after the senders as the receiver (its `kind` input, at `positions` as
 // Receiver::positions): axes (layer, head).

@@ -475,6 +475,8 @@ struct CompiledRules::Impl {
   SubPlan plan(NodeId sub, int u) const;
   // The states after each position of one head's input from state r; empty if all are alike.
   std::vector<int> input_positions(int layer, int head, Role role, int r) const;
+  // The states after each position of ln_final's input from state t; empty if all are alike.
+  std::vector<int> final_positions(int t) const;
   // Fills delta, out and start from a DFA over the classes, merging equivalent states.
   void minimise(const std::vector<std::vector<int>>& dfa_delta, const std::vector<int>& dfa_out, int first);
   // The lambda form: whether a nano-style walk must split here to see the same states.
@@ -515,6 +517,16 @@ std::vector<int> CompiledRules::Impl::input_positions(int layer, int head, Role 
   bool differ = false;
   for (int64_t P = 0; P < alphabet.seq(); ++P) {
     states.push_back(step(r, alphabet.head_input_position(layer, head, role, P)));
+    differ |= states.back() != states[0];
+  }
+  return differ ? states : std::vector<int>{};
+}
+
+std::vector<int> CompiledRules::Impl::final_positions(int t) const {
+  std::vector<int> states;
+  bool differ = false;
+  for (int64_t P = 0; P < alphabet.seq(); ++P) {
+    states.push_back(step(t, alphabet.final_position(P)));
     differ |= states.back() != states[0];
   }
   return differ ? states : std::vector<int>{};
@@ -736,6 +748,7 @@ BranchFn CompiledRules::branch() const {
       if (plan.positions) return Split::Positions;
       return plan.heads_split(s) ? Split::Edges : Split::None;
     }
+    if (last.kind == PathName::Final) return m.final_positions(s).empty() ? Split::None : Split::Positions;
     // aL.headH.q|k|v: split its positions when their names lead to different states.
     if (last.kind == PathName::HeadInput)
       return m.input_positions(last.layer, last.head, last.role, s).empty() ? Split::None : Split::Positions;
@@ -764,9 +777,11 @@ class RuleTracer {
     const Node& n = g_.node(id);
     ExprId out = 0;
     switch (n.name().kind) {
-      case PathName::Final:
-        out = t_.final(value(n.inputs[0], m_.step_node(s, id)));
+      case PathName::Final: {
+        const int t = m_.step_node(s, id);
+        out = t_.final(input_of(id, t, m_.final_positions(t)));
         break;
+      }
       case PathName::Emb:
         out = t_.embed(m_.out[m_.step_node(s, id)]);
         break;
@@ -792,24 +807,22 @@ class RuleTracer {
     const Node& sub = g_.node(id);
     const NodeId input = sub.inputs[0];
     CompiledRules::Impl::SubPlan plan = m_.plan(id, u);
-    if (plan.positions) {
-      std::vector<ExprId> parts;
-      for (int state : plan.pos) parts.push_back(value(input, state));
-      return t_.sublayer_on(id, t_.rows(id, parts));
-    }
+    if (plan.positions) return t_.sublayer_on(id, input_of(id, u, plan.pos));
     if (sub.name().block != Block::Attn) return t_.mlp(sub.layer(), value(input, u));
     std::vector<ExprId> qkv;
     for (size_t H = 0; H < plan.head.size(); ++H)
-      for (int r = 0; r < 3; ++r) {
-        if (plan.head_pos[H][r].empty()) {
-          qkv.push_back(value(input, plan.head[H][r]));
-          continue;
-        }
-        std::vector<ExprId> parts;
-        for (int state : plan.head_pos[H][r]) parts.push_back(value(input, state));
-        qkv.push_back(t_.rows(id, parts));
-      }
+      for (int r = 0; r < 3; ++r) qkv.push_back(input_of(id, plan.head[H][r], plan.head_pos[H][r]));
     return t_.attention_heads(sub.layer(), qkv);
+  }
+
+  // The input of `node` (ln_final or a sub-layer): from state s, or position P's row from
+  // rows[P] where the rules tell positions apart (rows not empty).
+  ExprId input_of(NodeId node, int s, const std::vector<int>& rows) {
+    const NodeId input = g_.node(node).inputs[0];
+    if (rows.empty()) return value(input, s);
+    std::vector<ExprId> parts;
+    for (int state : rows) parts.push_back(value(input, state));
+    return t_.rows(node, parts);
   }
 
   const CompiledRules::Impl& m_;

@@ -15,7 +15,8 @@
 // attention edge adds `aL aL.head aL.headH aL.headH.q|k|v` (every path through an attention names
 // its head and which input of it, then `aL.headH.q.posP` where the rules tell the positions of
 // that input apart), or `aL aL.head aL.head.posP` where the rules tell the positions of that
-// sub-layer apart; the MLP edge adds `fL fL.head`, and `fL.head.posP` likewise. A position's name is
+// sub-layer apart; the MLP edge adds `fL fL.head`, and `fL.head.posP` likewise; a path from the
+// output starts `ln_final`, then `ln_final.posP` where the rules tell its rows apart. A position's name is
 // in a path only where the rules tell positions apart: a rule naming every position of an input
 // matches no path (name none instead).
 //   name      a path name; `*` matches any run of characters other than '.', `?` one such character

@@ -178,6 +178,18 @@ expect 1 "receiver a1.head0.k position 20 is outside" paths --model "$zoo" "${sw
   "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@3 --out "$tmp/p3.csv" >/dev/null 2>&1 &&
   cmp -s "$tmp/end.csv" "$tmp/p14.csv" && ! cmp -s "$tmp/end.csv" "$tmp/p3.csv" ||
   { echo "FAIL: --receiver q:2.0@-1 is not position 14 of 15, or position 3 is the same" >&2; failures=$((failures + 1)); }
+# A sender's positions: they meet the receiver's; outside the input; given twice.
+expect 1 "sender a0.head1 at positions 3 sends nothing to receiver a1.head0.q at positions 4" \
+  paths --model "$zoo" "${sweep[@]}" --senders 0.1@3 --receiver-kind q@4
+expect 1 "sender position 99 is outside the input's 15 positions" \
+  paths --model "$zoo" "${sweep[@]}" --sender-positions 99
+expect 1 "--sender-positions: with --senders, give each sender its positions" \
+  paths --model "$zoo" "${sweep[@]}" --senders 0.1 --sender-positions -1
+"$cli" paths --model "$zoo" "${sweep[@]}" --senders 0.1@10,-1,0.2 --receiver-kind v --out "$tmp/sp.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" "${sweep[@]}" --senders 0.1@10,14,0.2 --receiver-kind v --out "$tmp/sq.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" "${sweep[@]}" --senders 0.1,0.2 --receiver-kind v --out "$tmp/sr.csv" >/dev/null 2>&1 &&
+  cmp -s "$tmp/sp.csv" "$tmp/sq.csv" && ! cmp -s "$tmp/sp.csv" "$tmp/sr.csv" ||
+  { echo "FAIL: --senders 0.1@10,-1,0.2 is not 0.1 at 10 and 14 with 0.2 everywhere" >&2; failures=$((failures + 1)); }
 
 # The logit lens, direct logit attribution and generation.
 expect 1 "dla: give --answer" dla --model "$zoo" --text "$clean"

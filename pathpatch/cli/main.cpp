@@ -300,12 +300,25 @@ int cmd_circuit(const pp::Model& m, const Experiment& x, const CircuitSpec& c) {
   return 0;
 }
 
-int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x,
-              const std::vector<std::string>& receiver_specs, const std::string& senders_spec, const std::string& kind,
-              bool mlps_on_path, bool include_mlps, const Outputs& outputs) {
+// The `paths` command's own options.
+struct PathsSpec {
+  std::vector<std::string> receivers;  // --receiver, each parsed by parse_receivers
+  std::string senders;                 // --senders: sweep receivers instead of senders
+  std::string receiver_kind = "input";
+  std::string sender_positions;        // with a sender sweep
+  bool mlps_on_path = false, include_mlps = false;
+};
+
+int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& x, const PathsSpec& spec,
+              const Outputs& outputs) {
+  const std::vector<std::string>& receiver_specs = spec.receivers;
+  const std::string& senders_spec = spec.senders;
+  const std::string& kind = spec.receiver_kind;
+  if (!senders_spec.empty() && !spec.sender_positions.empty())
+    throw pp::InputError("--sender-positions: with --senders, give each sender its positions (--senders 0.1@-1)");
   pp::PathPatchingOptions o;
   o.cache = cache;
-  o.mlps_on_path = mlps_on_path;
+  o.mlps_on_path = spec.mlps_on_path;
   o.shard = job.shard();
   o.log = log;
   ProgressBar bar("path patching");
@@ -324,9 +337,12 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
       for (const std::string& r : receiver_specs)
         for (const pp::Receiver& one : parse_receivers(r, m)) receivers.push_back(one);
       if (receivers.empty()) receivers.push_back(pp::Receiver::logits());
-      return pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, include_mlps);
+      const std::vector<int> at =
+          spec.sender_positions.empty() ? std::vector<int>{} : parse_ints(spec.sender_positions, "--sender-positions");
+      return pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, spec.include_mlps, at);
     });
-    sweep.title = "senders -> " + (receiver_specs.empty() ? std::string("logits") : join(receiver_specs, ", "));
+    sweep.title = std::string("senders") + (spec.sender_positions.empty() ? "" : "@" + spec.sender_positions) +
+                  " -> " + (receiver_specs.empty() ? std::string("logits") : join(receiver_specs, ", "));
   }
   if (!job.root()) return 0;
   const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
@@ -536,21 +552,26 @@ int main(int argc, char** argv) {
   circuit->add_option("--json", circuit_spec.json, "Write the graph, scores and circuit in EAP-IG's JSON format");
   circuit->add_option("--draw", circuit_spec.draw, "Draw the circuit (.svg, .png, .pdf, .dot)");
 
-  std::vector<std::string> receivers;
-  std::string senders, receiver_kind = "input";
-  bool mlps_on_path = false, include_mlps = false;
+  PathsSpec paths_spec;
   auto* paths = app.add_subcommand("paths", "Path patching: sweep every sender to receivers, or receivers of senders");
   add_model(paths);
   spec.add_options(paths);
-  paths->add_option("--receiver", receivers,
+  paths->add_option("--receiver", paths_spec.receivers,
                     "logits (default), or q:L.H, k:L.H, v:L.H, input:L.H (one query head), or k:L.gG, v:L.gG, "
                     "input:L.gG (key/value group G: every query head sharing its keys and values); a head's input at "
                     "some positions only: q:2.0@-1 (negative from the end), k:3.1@4,5; repeat for more");
-  paths->add_option("--senders", senders, "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2");
-  paths->add_option("--receiver-kind", receiver_kind, "With --senders: q, k, v or input; q@-1 at the last position only")
+  paths->add_option("--senders", paths_spec.senders,
+                    "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2; 0.1@-1 sends its output at the last "
+                    "position only (0.1@-1,-2 at the last two)");
+  paths->add_option("--receiver-kind", paths_spec.receiver_kind,
+                    "With --senders: q, k, v or input; q@-1 at the last position only")
       ->capture_default_str();
-  paths->add_flag("--mlps-on-path", mlps_on_path, "Recompute MLPs between sender and receiver as part of the path");
-  paths->add_flag("--include-mlps", include_mlps, "Also sweep each layer's MLP as a sender");
+  paths->add_option("--sender-positions", paths_spec.sender_positions,
+                    "Every sender sends its output at these positions only (comma-separated, negative from the end), "
+                    "e.g. -1");
+  paths->add_flag("--mlps-on-path", paths_spec.mlps_on_path,
+                  "Recompute MLPs between sender and receiver as part of the path");
+  paths->add_flag("--include-mlps", paths_spec.include_mlps, "Also sweep each layer's MLP as a sender");
   outputs.add_options(paths);
   paths->add_option("--resume", resume, resume_help);
 
@@ -662,8 +683,7 @@ int main(int argc, char** argv) {
       return cmd_attribute(model, *experiment, parse_sites(sites, layers, positions), noise, exact, outputs);
     if (*paths)
       return sweep([&](pp::UnitLog* log) {
-        return cmd_paths(job, log, model, *experiment, receivers, senders, receiver_kind, mlps_on_path, include_mlps,
-                         outputs);
+        return cmd_paths(job, log, model, *experiment, paths_spec, outputs);
       });
     if (*trace) return cmd_trace(model, trace_clean, trace_corrupt, rules, default_input, top, render);
     if (*demo) return run_demo(model, demo_out, cache);

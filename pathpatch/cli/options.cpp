@@ -159,14 +159,21 @@ std::vector<Receiver> parse_receivers(const std::string& full_spec, const Model&
 
 std::vector<Sender> parse_senders(const std::string& spec) {
   std::vector<Sender> out;
-  for (const std::string& s : split_list(spec)) {
+  for (const std::string& item : split_list(spec)) {
+    // A plain number after a sender with '@' is one more of its positions: 0.1@-1,-2,0.3.
+    const bool number = !item.empty() && item.find_first_not_of("-0123456789") == std::string::npos;
+    if (number && !out.empty() && !out.back().positions.empty()) {
+      out.back().positions.push_back(parse_int(item, "--senders '" + spec + "' position"));
+      continue;
+    }
+    auto [s, positions] = split_positions(item, "--senders");
     if (s.rfind("mlp:", 0) == 0) {
       const int layer = parse_int(s.substr(4), "--senders mlp:L");
       if (layer < 0) throw InputError("--senders '" + s + "': layers count from 0");
-      out.push_back(Sender{layer, -1});
+      out.push_back(Sender{layer, -1, positions});
     } else {
       auto [layer, head] = layer_head(s, "--senders");
-      out.push_back(Sender{layer, head});
+      out.push_back(Sender{layer, head, positions});
     }
   }
   if (out.empty()) throw InputError("--senders: none given (e.g. 0.1,0.3 or mlp:2)");

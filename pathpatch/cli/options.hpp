@@ -118,7 +118,8 @@ void parse_positions(const std::string& spec, Sites& sites);
 std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m);
 // "SPEC@P,P,..." -> (SPEC, positions); no '@': (spec, {}).
 std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what);
-std::vector<Sender> parse_senders(const std::string& spec);  // L.H,L.H or mlp:L
+// L.H,L.H or mlp:L, each with @P,P,... for its output at those positions only: 0.1@-1,mlp:0.
+std::vector<Sender> parse_senders(const std::string& spec);
 
 const Tokenizer& require_tokenizer(const Model& m);
 std::string default_model_dir();  // the zoo's smallest model

@@ -18,7 +18,7 @@ Path = Tuple[str, ...]
 Heads = Union[int, Sequence[int], None]
 Positions = Union[int, Sequence[int], None]
 FilePath = Union[str, PathLike]
-SenderLike = Union[str, Tuple[int, Optional[int]], "Sender"]
+SenderLike = Union[str, Tuple[int, Optional[int]], Tuple[int, Optional[int], Sequence[int]], "Sender"]
 ReceiverLike = Union[str, Tuple[str, int, int], Tuple[str, int, int, Sequence[int]], "Receiver"]
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -223,11 +223,13 @@ class Metric:
     def positions(self) -> list[int]: ...
 
 class Sender:
-    def __init__(self, layer: int, head: Optional[int] = None) -> None: ...
+    def __init__(self, layer: int, head: Optional[int] = None, positions: Sequence[int] = ()) -> None: ...
     @property
     def layer(self) -> int: ...
     @property
     def head(self) -> Optional[int]: ...
+    @property
+    def positions(self) -> list[int]: ...
 
 class Receiver:
     def __init__(self, kind: Literal["logits", "q", "k", "v", "input"], layer: int = -1, head: int = -1,
@@ -296,7 +298,8 @@ def path_patch(model: Model, clean: Input, corrupted: Input, senders: Union[Send
                receivers: Union[ReceiverLike, Iterable[ReceiverLike]] = "logits", *, mlps_on_path: bool = False,
                cache: Optional[Cache] = None) -> Result: ...
 def sweep_senders(model: Model, clean: Input, corrupted: Input, metric: Metric, *,
-                  receivers: Union[ReceiverLike, Iterable[ReceiverLike]] = "logits", include_mlps: bool = False,
+                  receivers: Union[ReceiverLike, Iterable[ReceiverLike]] = "logits",
+                  sender_positions: Sequence[int] = (), include_mlps: bool = False,
                   mlps_on_path: bool = False, chunk: int = 64, cache: Optional[Cache] = None,
                   progress: Progress = None) -> Sweep: ...
 def sweep_receivers(model: Model, clean: Input, corrupted: Input, metric: Metric, *,

@@ -71,16 +71,24 @@ Sender parse_sender(const std::string& s) {
   throw InputError("sender '" + s + "': expected a head ('a0.head3' or 'a0.h3') or an MLP ('f2' or 'm2')");
 }
 
+// " at -1, -2" for a repr; "" for every position.
+std::string at_positions(const std::vector<int>& positions) {
+  std::string at;
+  for (int p : positions) at.append(at.empty() ? " at " : ", ").append(std::to_string(p));
+  return at;
+}
+
 Sender to_sender(const py::handle& obj) {
   if (py::isinstance<Sender>(obj)) return obj.cast<Sender>();
   if (py::isinstance<py::str>(obj)) return parse_sender(obj.cast<std::string>());
-  if (py::isinstance<py::tuple>(obj) && py::len(obj) == 2) {
+  if (py::isinstance<py::tuple>(obj) && (py::len(obj) == 2 || py::len(obj) == 3)) {
     py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
     if (py::isinstance<py::int_>(t[0]) && (t[1].is_none() || py::isinstance<py::int_>(t[1])))
-      return Sender{t[0].cast<int>(), t[1].is_none() ? -1 : t[1].cast<int>()};
+      return Sender{t[0].cast<int>(), t[1].is_none() ? -1 : t[1].cast<int>(),
+                    py::len(obj) == 3 ? t[2].cast<std::vector<int>>() : std::vector<int>{}};
   }
-  throw InputError("sender: expected 'a0.head3', 'f2', (layer, head), (layer, None) for the MLP or a Sender, got " +
-                   std::string(py::repr(obj)));
+  throw InputError("sender: expected 'a0.head3', 'f2', (layer, head[, positions]), (layer, None) for the MLP or a "
+                   "Sender, got " + std::string(py::repr(obj)));
 }
 
 Receiver to_receiver(const py::handle& obj) {
@@ -309,17 +317,22 @@ void bind_patching(py::module_& m) {
       .def_readonly("positions", &Metric::positions)
       .def("__repr__", [](const Metric& x) { return "<pathpatch.Metric " + x.name() + ">"; });
 
-  py::class_<Sender>(m, "Sender", "A path-patching sender: head `head` of layer `layer`, or its MLP (head None).")
-      .def(py::init([](int layer, const py::object& head) { return Sender{layer, head.is_none() ? -1 : head.cast<int>()}; }),
-           py::arg("layer"), py::arg("head") = py::none())
+  py::class_<Sender>(m, "Sender",
+                     "A path-patching sender: head `head` of layer `layer`, or its MLP (head None); its output at "
+                     "every position, or at `positions` only (negative from the end).")
+      .def(py::init([](int layer, const py::object& head, std::vector<int> positions) {
+             return Sender{layer, head.is_none() ? -1 : head.cast<int>(), std::move(positions)};
+           }),
+           py::arg("layer"), py::arg("head") = py::none(), py::arg("positions") = std::vector<int>{})
       .def_readonly("layer", &Sender::layer)
+      .def_readonly("positions", &Sender::positions)
       .def_property_readonly("head", [](const Sender& s) -> py::object {
         if (s.head < 0) return py::none();
         return py::int_(s.head);
       })
       .def("__repr__", [](const Sender& s) {
-        return s.head < 0 ? "Sender(f" + std::to_string(s.layer) + ")"
-                          : "Sender(a" + std::to_string(s.layer) + ".head" + std::to_string(s.head) + ")";
+        return (s.head < 0 ? "Sender(f" + std::to_string(s.layer) : "Sender(a" + std::to_string(s.layer) + ".head" +
+                std::to_string(s.head)) + at_positions(s.positions) + ")";
       });
   py::class_<Receiver>(m, "Receiver",
                        "A path-patching receiver: the logits, or a head's q, k, v or all three ('input'), at every "
@@ -338,10 +351,8 @@ void bind_patching(py::module_& m) {
       .def_readonly("positions", &Receiver::positions)
       .def("__repr__", [](const Receiver& r) {
         if (r.kind == Receiver::Logits) return std::string("Receiver(logits)");
-        std::string at;
-        for (int p : r.positions) at += (at.empty() ? " at " : ", ") + std::to_string(p);
         return "Receiver(" + std::string(Receiver::kind_name(r.kind)) + ", a" + std::to_string(r.layer) + ".head" +
-               std::to_string(r.head) + at + ")";
+               std::to_string(r.head) + at_positions(r.positions) + ")";
       });
 
   bind_sweep(m);
@@ -416,7 +427,8 @@ void bind_patching(py::module_& m) {
         py::kw_only(), py::arg("mlps_on_path") = false, py::arg("cache") = nullptr,
         R"(One path-patching experiment: the clean run with the senders' corrupted effect reaching the receivers only.
 
-    senders: 'a0.head3', 'f2' (an MLP), (layer, head), or a list of them.
+    senders: 'a0.head3', 'f2' (an MLP), (layer, head), (layer, head, positions) (its output at those
+        positions only), or a list of them.
     receivers: 'logits', 'a2.head1.q' / '.k' / '.v', 'a2.head1' (its q, k and v), one position of a
         head's input ('a2.head1.q.pos14'), ('q', 2, 1, [-1]) (at the last position), or a list.
     mlps_on_path: MLPs between sender and receiver are recomputed as part of the path.
@@ -425,8 +437,8 @@ void bind_patching(py::module_& m) {
 
   m.def("sweep_senders",
         [](const ModelPtr& model, const py::handle& clean, const py::handle& corrupted, const Metric& metric,
-           const py::handle& receivers, bool include_mlps, bool mlps_on_path, size_t chunk, std::shared_ptr<Cache> cache,
-           const py::object& progress) {
+           const py::handle& receivers, const std::vector<int>& sender_positions, bool include_mlps, bool mlps_on_path,
+           size_t chunk, std::shared_ptr<Cache> cache, const py::object& progress) {
           Batch c = to_batch(*model, clean, "clean"), x = to_batch(*model, corrupted, "corrupted");
           std::vector<Receiver> r = list_of<Receiver>(receivers, to_receiver);
           PathPatchingOptions o = path_options(common(std::move(cache), progress), mlps_on_path, chunk);
@@ -434,15 +446,17 @@ void bind_patching(py::module_& m) {
           SweepResult out;
           {
             py::gil_scoped_release nogil;
-            out = sweep_senders(*model, c, x, r, fit, o, include_mlps);
+            out = sweep_senders(*model, c, x, r, fit, o, include_mlps, sender_positions);
           }
           warn(out.warnings);
           return out;
         },
         py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("metric"), py::kw_only(),
-        py::arg("receivers") = "logits", py::arg("include_mlps") = false, py::arg("mlps_on_path") = false,
+        py::arg("receivers") = "logits", py::arg("sender_positions") = std::vector<int>{},
+        py::arg("include_mlps") = false, py::arg("mlps_on_path") = false,
         py::arg("chunk") = 64, py::arg("cache") = nullptr, py::arg("progress") = py::none(),
         R"(Every head (and each MLP as an extra head column, if include_mlps) as the sender to `receivers`: a Sweep (layer, head).
+    sender_positions: each sends its output at these positions only (negative from the end).
 
     >>> s = pathpatch.sweep_senders(model, clean, corrupt, metric)   # every head -> logits
     >>> s.heatmap("senders.svg", baseline="clean"))");

@@ -109,7 +109,8 @@ void bind_run(py::module_& m) {
   py::enum_<Split>(m, "Split", "How branch(path) splits a node's inputs into separate paths (graph/path.hpp).")
       .value("NONE", Split::None, "One shared path for all the node's inputs.")
       .value("EDGES", Split::Edges, "Each incoming edge gets its own path (residual / sub-layer; heads; q, k, v).")
-      .value("POSITIONS", Split::Positions, "At aL.head / fL.head: each position's row gets its own path.");
+      .value("POSITIONS", Split::Positions,
+             "At ln_final, aL.head, fL.head and a head's input aL.headH.q|k|v: each position's row gets its own path.");
 
   py::class_<Cache, std::shared_ptr<Cache>>(m, "Cache", R"(A memo cache: share one across runs and sweeps of one model to reuse what they computed.
 

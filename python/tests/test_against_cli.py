@@ -59,6 +59,10 @@ def test_sweeps_at_a_receiver_position_equal_the_cli(ioi, ioi_prompts, tmp_path)
     ioi_cli("paths", out, "--receiver", "q:2.0@-1", "--receiver", "q:2.1@-1")
     s = pp.sweep_senders(ioi, clean, corrupt, metric, receivers=[("q", 2, 0, [-1]), ("q", 2, 1, [-1])])
     assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
+    out = tmp_path / "senders_end.csv"
+    ioi_cli("paths", out, "--sender-positions", "-1", "--include-mlps")
+    s = pp.sweep_senders(ioi, clean, corrupt, metric, sender_positions=[-1], include_mlps=True)
+    assert np.array_equal(s.values, read_sweep_csv(out, s.values.shape), equal_nan=True)
 
 
 def test_activation_patching_equals_the_cli(ioi, ioi_prompts, tmp_path):

@@ -312,6 +312,21 @@ def test_receivers_at_positions(ioi, ioi_prompts):
         pp.path_patch(ioi, clean, corrupt, senders="a1.head3", receivers=("q", 2, 0, [end + 1]))
 
 
+def test_senders_at_positions(ioi, ioi_prompts):
+    clean, corrupt, metric, _ = ioi_prompts
+    # A sender's row reaches the receiver's row alone: its positions are the receiver's.
+    by_sender = pp.path_patch(ioi, clean, corrupt, senders=(0, 2, [-1]), receivers="a2.head1.v")
+    by_receiver = pp.path_patch(ioi, clean, corrupt, senders=(0, 2), receivers=("v", 2, 1, [-1]))
+    assert np.array_equal(by_sender.logits, by_receiver.logits)
+    assert repr(pp.Sender(0, 2, [-1])) == "Sender(a0.head2 at -1)" and pp.Sender(0, 2, [-1]).positions == [-1]
+    # To the logits, read at the last position: senders there are all senders there.
+    end = pp.sweep_senders(ioi, clean, corrupt, metric, sender_positions=[-1])
+    every = pp.sweep_senders(ioi, clean, corrupt, metric)
+    np.testing.assert_allclose(end.values, every.values, atol=1e-4)
+    with pytest.raises(pp.RuleError, match="sends nothing"):
+        pp.path_patch(ioi, clean, corrupt, senders=pp.Sender(0, 2, [3]), receivers=("v", 2, 1, [4]))
+
+
 def test_ctrl_c_stops_a_sweep_cleanly(ioi, ioi_prompts):
     clean, corrupt, metric, _ = ioi_prompts
     cache = pp.Cache()

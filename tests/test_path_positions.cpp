@@ -1,5 +1,6 @@
-// One head's input at some positions: the path names aL.headH.q|k|v.posP, in rules, in lambdas
-// and as path-patching receivers (IOI's "queries of the name movers at END").
+// Paths restricted to positions: one head's input (aL.headH.q|k|v.posP) and the final norm's input
+// (ln_final.posP), in rules and in lambdas; path-patching receivers and senders at positions (IOI's
+// "queries of the name movers at END").
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -206,7 +207,7 @@ TEST_CASE("the heads' input positions are symbols made on demand", "[positions][
   const pp::PathAlphabet names(m.graph(), 512);
   const int interned = static_cast<int>(names.entries().size());
   CHECK(names.size() == interned + 2 * 4 * 3 * 512);
-  CHECK(interned < 2 * 2 * 512 + 100);  // nodes, sub-layer positions, heads and their inputs
+  CHECK(interned < (2 * 2 + 1) * 512 + 100);  // nodes, sub-layer and final positions, heads and their inputs
   for (int sym : {interned, interned + 1, names.size() / 2 + 7, names.size() - 1}) {
     const pp::PathName n = names.name(sym);
     INFO(n.str());
@@ -219,4 +220,87 @@ TEST_CASE("the heads' input positions are symbols made on demand", "[positions][
   CHECK(names.find(pp::PathName::head_input_position(2, 0, pp::Role::Q, 0)) == -1);
   for (const char* bad : {"a1.head2.q.pos", "a1.head2.q.pos01", "a1.head2.qpos1", "a1.head2.q.pos1.x", "a1.head.q.pos1"})
     CHECK_FALSE(pp::PathName::parse(bad).has_value());
+}
+
+TEST_CASE("the final norm's input at one position: the residual stream's row there", "[positions][rules]") {
+  for (const char* name : {"gpt2", "gemma2"}) {
+    const pp::Model& m = pptest::model(name);
+    INFO(name);
+    const pp::Tensor plain = pp::forward(m, clean()).hidden;
+    auto cache = std::make_shared<pp::Cache>();
+    pp::RunOptions opt;
+    opt.cache = cache;
+    // Every path through head 0.1 reads the corrupted prompt, at row 5 of the final residual only.
+    pp::PathRules at5 = pp::PathRules().add("ln_final ln_final.pos5 ... a0.head1", 1);
+    const pp::Result one = pp::run(m, {clean(), corrupt()}, at5, opt);
+    const pp::Result all = pp::run(m, {clean(), corrupt()}, pp::PathRules().add("ln_final ... a0.head1", 1), opt);
+    REQUIRE(rows_that_differ(all.hidden, plain, 1e-5f).size() > 1);
+    CHECK(rows_that_differ(one.hidden, plain, 1e-5f) == std::vector<int64_t>{5});
+    float worst = 0;
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t d = 0; d < all.hidden.size(2); ++d)
+        worst = std::max(worst, std::abs(one.hidden.at({b, 5, d}) - all.hidden.at({b, 5, d})));
+    CHECK(worst < 1e-5f);
+    pp::CompiledRules compiled(m, clean().seq, at5);
+    CHECK(pp::run(m, {clean(), corrupt()}, compiled.which(), compiled.branch(), opt).root == one.root);
+  }
+  // Lambdas: ln_final is asked too; it has one edge.
+  const pp::Model& m = pptest::model("gpt2");
+  auto which = [](const pp::Path& p) { return p.contains("ln_final.pos5") && p.contains("a0.head1") ? 1 : 0; };
+  auto branch = [](const pp::Path& p) {
+    const std::string_view b = p.back();
+    return b == "ln_final" ? pp::Split::Positions : b == "a0" || b == "a0.head" ? pp::Split::Edges : pp::Split::None;
+  };
+  CHECK(pp::max_abs_diff(pp::run(m, {clean(), corrupt()}, which, branch).hidden,
+                         pp::run(m, {clean(), corrupt()}, pp::PathRules().add("ln_final ln_final.pos5 ... a0.head1", 1))
+                             .hidden) == 0.0f);
+  auto edges_at_final = [](const pp::Path& p) { return p.back() == "ln_final" ? pp::Split::Edges : pp::Split::None; };
+  CHECK_THROWS_WITH(pp::run(m, {clean(), corrupt()}, which, edges_at_final),
+                    Catch::Contains("Split::Edges at ln_final") && Catch::Contains("single input edge"));
+}
+
+TEST_CASE("path patching from a sender's positions", "[positions][patching]") {
+  const pp::Model& m = pptest::model("llama-gqa");
+  const pp::Tensor plain = pp::forward(m, clean()).hidden;
+  pp::PathPatchingOptions opt;
+  opt.cache = std::make_shared<pp::Cache>();
+  auto patch = [&](pp::Sender s, pp::Receiver r) { return pp::path_patch(m, clean(), corrupt(), {s}, {r}, opt); };
+  const pp::Receiver logits = pp::Receiver::logits(), q12{pp::Receiver::Q, 1, 2};
+  // To the logits: the sender's row P reaches the final residual's row P alone.
+  const pp::Result all = patch({0, 1}, logits);
+  for (int P : {2, 6}) {
+    INFO("sender a0.head1 at " << P);
+    const pp::Result one = patch({0, 1, {P}}, logits);
+    CHECK(rows_that_differ(one.hidden, plain, 1e-5f) == std::vector<int64_t>{P});
+    std::vector<int64_t> elsewhere = rows_that_differ(all.hidden, plain, 1e-5f);
+    elsewhere.erase(std::remove(elsewhere.begin(), elsewhere.end(), int64_t{P}), elsewhere.end());
+    CHECK(rows_that_differ(one.hidden, all.hidden, 1e-5f) == elsewhere);
+  }
+  // To a head's input: the sender's positions are the receiver's; both given, they meet.
+  CHECK(patch({0, 1, {3}}, q12).root == patch({0, 1}, {pp::Receiver::Q, 1, 2, {3}}).root);
+  CHECK(patch({0, 1, {3, 4, -1}}, {pp::Receiver::Q, 1, 2, {4, 5, 6}}).root ==
+        patch({0, 1}, {pp::Receiver::Q, 1, 2, {4, 6}}).root);
+  CHECK(patch({0, 1, {0, 1, 2, 3, 4, 5, 6}}, logits).root == all.root);
+  CHECK_THROWS_WITH(patch({0, 1, {3}}, {pp::Receiver::Q, 1, 2, {4}}),
+                    Catch::Contains("sender a0.head1 at positions 3 sends nothing to receiver a1.head2.q at positions 4"));
+  CHECK_THROWS_WITH(patch({0, 1, {9}}, logits), Catch::Contains("sender a0.head1 position 9 is outside"));
+  // MLP senders too.
+  CHECK(rows_that_differ(patch({0, -1, {-1}}, logits).hidden, plain, 1e-5f) == std::vector<int64_t>{6});
+}
+
+TEST_CASE("a senders sweep at the scored position equals the whole senders' sweep there", "[positions][patching]") {
+  const pp::Model& m = pptest::model("gpt2");
+  const pp::Metric metric = pp::Metric::logit_diff({40, 41}, {50, 51});  // read at the last position
+  const pp::SweepResult all = pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, metric, {}, true);
+  const pp::SweepResult end =
+      pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, metric, {}, true, std::vector<int>{-1});
+  const pp::SweepResult before =
+      pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, metric, {}, true, std::vector<int>{0, 1, 2});
+  for (int64_t i = 0; i < all.values.numel(); ++i) {
+    CHECK(end.values.data()[i] == Approx(all.values.data()[i]).margin(1e-4));
+    CHECK(before.values.data()[i] == Approx(all.clean).margin(1e-4));  // nothing reaches the scored row
+  }
+  CHECK_THROWS_WITH(pp::sweep_senders(m, clean(), corrupt(), {pp::Receiver::logits()}, metric, {}, false,
+                                      std::vector<int>{7}),
+                    Catch::Contains("sender position 7 is outside the input's 7 positions"));
 }

@@ -84,15 +84,10 @@ int main(int argc, char** argv) {
     pp::SweepResult truth;
     const double exact_s = bench::time_median(
         [&] { truth = pp::activation_patching(model, clean, corrupt, z, metric, noise)["z"]; }, 1.0, 1);
-    double sa = 0, sx = 0, saa = 0, sxx = 0, sax = 0;
-    const int64_t n = truth.values.numel();
-    for (int64_t i = 0; i < n; ++i) {
-      const double a = atp.values.data()[i] - atp.clean, e = truth.values.data()[i] - truth.clean;
-      sa += a, sx += e, saa += a * a, sxx += e * e, sax += a * e;
-    }
-    const double r = (sax - sa * sx / n) / std::sqrt((saa - sa * sa / n) * (sxx - sx * sx / n));
-    std::printf("%-44s %9.4f %14.2f   AtP is %.0fx faster; correlation of the %ld changes %.3f\n",
-                "exact activation patching, the same cells", exact_s, exact_s / forward_s, exact_s / atp_s, n, r);
+    const pp::Agreement a = pp::agreement(atp, truth);
+    std::printf("%-44s %9.4f %14.2f   AtP is %.0fx faster; correlation of the %lld changes %.3f\n",
+                "exact activation patching, the same cells", exact_s, exact_s / forward_s, exact_s / atp_s,
+                static_cast<long long>(a.cells), a.correlation);
   }
   std::printf("\nmemory: the backward of every z keeps %.1f MB (activations of all 12 layers); peak RSS %.0f MB "
               "after AtP, %.0f MB at the end (weights %.0f MB)\n",

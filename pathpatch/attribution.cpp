@@ -1,6 +1,7 @@
 #include "pathpatch/attribution.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "graph/error.hpp"
@@ -209,6 +210,25 @@ std::map<std::string, SweepResult> attribution_patching(const Model& model, cons
     detail::reference_warnings(clean, corrupted, scorer, res.warnings);
     out[name] = std::move(res);
   }
+  return out;
+}
+
+Agreement agreement(const SweepResult& estimate, const SweepResult& exact) {
+  if (estimate.values.shape() != exact.values.shape())
+    throw InputError("agreement: the estimate has shape " + to_string(estimate.values.shape()) + " and the exact sweep " +
+                     to_string(exact.values.shape()));
+  double sa = 0, sx = 0, saa = 0, sxx = 0, sax = 0;
+  Agreement out;
+  for (int64_t i = 0; i < exact.values.numel(); ++i) {
+    const double a = estimate.values.data()[i], e = exact.values.data()[i];
+    if (std::isnan(a) || std::isnan(e)) continue;
+    sa += a, sx += e, saa += a * a, sxx += e * e, sax += a * e;
+    out.worst = std::max(out.worst, std::fabs(a - e));
+    ++out.cells;
+  }
+  const double n = static_cast<double>(out.cells);
+  const double cov = sax - sa * sx / n, va = saa - sa * sa / n, vx = sxx - sx * sx / n;
+  out.correlation = out.cells > 0 && va > 0 && vx > 0 ? cov / std::sqrt(va * vx) : std::nan("");
   return out;
 }
 

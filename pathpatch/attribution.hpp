@@ -62,4 +62,14 @@ std::map<std::string, SweepResult> attribution_patching(const Model& model, cons
                                                         const Sites& sites, const Metric& metric,
                                                         const PatchingOptions& options = {});
 
+// How closely an estimate (AtP) follows the exact sweep over the same cells: the Pearson
+// correlation of their values (NaN when either is constant) and the largest |estimate - exact|,
+// over the cells where both are numbers. InputError for sweeps of different shapes.
+struct Agreement {
+  double correlation = 0;
+  double worst = 0;
+  int64_t cells = 0;
+};
+Agreement agreement(const SweepResult& estimate, const SweepResult& exact);
+
 }  // namespace pathpatch

@@ -269,3 +269,23 @@ TEST_CASE("gradients keep only the layers they need", "[gradients]") {
   pp::Gradients both = pp::gradients(m, g.input, metric, {"z1", "embed"});
   CHECK(pptest::max_diff(both.gradient("z1"), last.gradient("z1")) == 0.0f);
 }
+
+TEST_CASE("agreement of an estimate with the exact sweep: correlation and largest difference", "[attribution]") {
+  pp::SweepResult exact, estimate;
+  exact.values = pp::Tensor({2, 3});
+  estimate.values = pp::Tensor({2, 3});
+  const float e[] = {1, 2, 3, 4, 5, std::nanf("")}, a[] = {3, 5, 7, 9, 11.5f, 2};  // a = 2e + 1, but 11.5
+  std::copy(e, e + 6, exact.values.data_mut());
+  std::copy(a, a + 6, estimate.values.data_mut());
+  const pp::Agreement g = pp::agreement(estimate, exact);
+  CHECK(g.cells == 5);  // the NaN cell is left out
+  CHECK(g.worst == Approx(6.5));
+  // By hand: the correlation of (1..5), mean 3, with (3, 5, 7, 9, 11.5), mean 7.1.
+  const double cov = (-2 * -4.1) + (-1 * -2.1) + (0 * -0.1) + (1 * 1.9) + (2 * 4.4);
+  const double va = 4.1 * 4.1 + 2.1 * 2.1 + 0.1 * 0.1 + 1.9 * 1.9 + 4.4 * 4.4;
+  CHECK(g.correlation == Approx(cov / std::sqrt(10.0 * va)).epsilon(1e-9));
+  CHECK(g.correlation < 1.0);
+  pp::SweepResult other;
+  other.values = pp::Tensor({3, 2});
+  CHECK_THROWS_WITH(pp::agreement(other, exact), Catch::Contains("[3, 2]") && Catch::Contains("[2, 3]"));
+}

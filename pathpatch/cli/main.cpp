@@ -173,19 +173,11 @@ int cmd_patch(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   return 0;
 }
 
-// AtP beside exact patching: how far the estimate is from the truth, and where they disagree.
-void compare_with_exact(const pp::SweepResult& atp, const pp::SweepResult& exact, float base) {
-  const int64_t n = atp.values.numel();
-  double sa = 0, sx = 0, saa = 0, sxx = 0, sax = 0, worst = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double a = atp.values.data()[i] - base, e = exact.values.data()[i] - base;
-    sa += a, sx += e, saa += a * a, sxx += e * e, sax += a * e;
-    worst = std::max(worst, std::fabs(a - e));
-  }
-  const double cov = sax - sa * sx / n, va = saa - sa * sa / n, vx = sxx - sx * sx / n;
-  const double r = va > 0 && vx > 0 ? cov / std::sqrt(va * vx) : std::nan("");
+// AtP beside exact patching: how far the estimate is from the truth.
+void compare_with_exact(const pp::SweepResult& atp, const pp::SweepResult& exact) {
+  const pp::Agreement a = pp::agreement(atp, exact);
   std::printf("%s against exact patching: correlation of the changes %.3f over %lld cells, largest |AtP - exact| %.4f\n",
-              exact.title.c_str(), r, static_cast<long long>(n), worst);
+              exact.title.c_str(), a.correlation, static_cast<long long>(a.cells), a.worst);
 }
 
 int cmd_attribute(const pp::Model& m, const Experiment& x, const pp::Sites& sites, bool noise, bool exact,
@@ -201,9 +193,7 @@ int cmd_attribute(const pp::Model& m, const Experiment& x, const pp::Sites& site
     o.progress = bar.callback();
     const auto truth = pp::activation_patching(m, x.clean, x.corrupted, sites, x.metric, o);
     report_sites(m, x, truth, noise, outputs, "exact", warnings);
-    const bool normalised = x.metric.kind == pp::MetricKind::NormalizedLogitDiff;
-    for (const auto& [name, sweep] : truth)
-      compare_with_exact(atp.at(name), sweep, normalised ? 0.0f : noise ? sweep.clean : sweep.corrupted);
+    for (const auto& [name, sweep] : truth) compare_with_exact(atp.at(name), sweep);
   }
   print_warnings(warnings);
   return 0;

@@ -27,6 +27,36 @@ const Tensor& labelled(const Result& r, const std::string& label) {
 
 const std::string& name_of(const Model& m, ActId a) { return m.graph().activation(a).name; }
 
+// Gemma-2 normalises the sum of its heads (and the output bias) before the residual: each head's
+// part of layer L's attention output at `p` is its result through the post-norm with the norm's
+// scale frozen at the whole sum's, as the final norm's is frozen for the shares; the parts then add
+// up to the attention's output. [B, H, D] from results [B, T, H, D].
+std::vector<float> post_normed_heads(const Model& model, int L, const Tensor& result, int64_t p) {
+  const ModelConfig& c = model.config();
+  const NormWeights& norm = model.layer(L).attn_post_norm;
+  const Tensor& bias = model.layer(L).o.b;
+  const int64_t B = result.size(0), T = result.size(1), H = result.size(2), D = result.size(3);
+  const bool centred = norm.b.defined();
+  std::vector<float> parts(static_cast<size_t>(B * H * D)), sum(static_cast<size_t>(D)), xhat(static_cast<size_t>(D));
+  for (int64_t b = 0; b < B; ++b) {
+    const float* heads = result.data() + (b * T + p) * H * D;
+    for (int64_t i = 0; i < D; ++i) sum[i] = bias.defined() ? bias.data()[i] : 0.0f;
+    for (int64_t h = 0; h < H; ++h) kernels::add_inplace(sum.data(), heads + h * D, D);
+    float inv = 0;
+    kernels::norm_statistics(sum.data(), 1, D, centred, c.norm_eps, xhat.data(), &inv);
+    for (int64_t h = 0; h < H; ++h) {
+      const float* r = heads + h * D;
+      double mean = 0;
+      if (centred)
+        for (int64_t i = 0; i < D; ++i) mean += r[i];
+      mean /= static_cast<double>(D);
+      for (int64_t i = 0; i < D; ++i)
+        parts[(b * H + h) * D + i] = static_cast<float>((r[i] - mean) * inv * norm.w.data()[i]);
+    }
+  }
+  return parts;
+}
+
 }  // namespace
 
 Tensor final_norm(const Model& model, const Tensor& resid) {
@@ -130,8 +160,6 @@ std::string ResidualPart::name() const {
       return a.append(".h").append(std::to_string(head));
     case AttnBias:
       return a.append(".bias");
-    case Attention:
-      return a;
     case Mlp:
       return "m" + std::to_string(layer);
     case NormBias:
@@ -160,7 +188,6 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
                        std::to_string(V) + ")");
   }
   const int64_t p = resolve_position(position, batch.seq, "direct logit attribution: position");
-  const bool heads_add_up = !c.post_norms;  // Gemma-2 normalises the attention's output after the heads
   const bool has_mlp = model.graph().has_mlp(), has_pos = model.acts().pos_embed >= 0;
 
   RunOptions o = options;
@@ -171,7 +198,7 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   if (has_pos) want(acts.pos_embed);
   for (int L = 0; L < n; ++L) {
     want(acts.layers[L].attn_out);
-    if (heads_add_up) want(acts.layers[L].result);
+    want(acts.layers[L].result);
     if (has_mlp) want(acts.layers[L].mlp_out);
   }
   want(acts.layers[n - 1].resid_post);
@@ -236,17 +263,15 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
   }
   for (int L = 0; L < n; ++L) {
     std::vector<double> attn = of(acts.layers[L].attn_out);
-    if (heads_add_up) {
-      const Tensor& result = value(acts.layers[L].result);  // [B, T, H, D]
-      for (int64_t h = 0; h < H; ++h) {
-        std::vector<double> s = share(result.data() + (p * H + h) * D, T * H * D);
-        for (int64_t b = 0; b < B; ++b) attn[b] -= s[b];
-        add({ResidualPart::Head, L, static_cast<int>(h)}, std::move(s));
-      }
-      add({ResidualPart::AttnBias, L}, attn);
-    } else {
-      add({ResidualPart::Attention, L}, attn);
+    const Tensor& result = value(acts.layers[L].result);  // [B, T, H, D]
+    const std::vector<float> parts = c.post_norms ? post_normed_heads(model, L, result, p) : std::vector<float>{};
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> s = c.post_norms ? share(parts.data() + h * D, H * D)
+                                           : share(result.data() + (p * H + h) * D, T * H * D);
+      for (int64_t b = 0; b < B; ++b) attn[b] -= s[b];
+      add({ResidualPart::Head, L, static_cast<int>(h)}, std::move(s));
     }
+    add({ResidualPart::AttnBias, L}, attn);
     if (has_mlp) add({ResidualPart::Mlp, L}, of(acts.layers[L].mlp_out));
   }
   if (centred) add({ResidualPart::NormBias}, bias_share);
@@ -266,10 +291,6 @@ LogitAttribution direct_logit_attribution(const Model& model, const Batch& batch
 SweepResult LogitAttribution::heads(const Model& model) const {
   const ModelConfig& c = model.config();
   const int n = c.n_layers, H = c.n_heads;
-  if (c.post_norms)
-    throw InputError(
-        "direct logit attribution: this model normalises each attention's output after summing its "
-        "heads (Gemma-2's post-norm), so heads have no separate share; see the aL components");
   const bool mlp = model.graph().has_mlp();
   const int cols = H + (mlp ? 1 : 0);
   const int64_t B = per_example.size(1);

@@ -11,6 +11,9 @@
 //   bias, each MLP's output); each part's share of logit(answer) - logit(wrong) is its projection
 //   through the final norm, with the norm's scale frozen at the whole residual's, onto
 //   W_U[answer] - W_U[wrong]. The shares sum to the logit difference exactly (up to rounding).
+//   Gemma-2 normalises each attention's output after summing its heads: there a head's part is
+//   its output through that post-norm too, its scale frozen at the heads' sum's in the same way
+//   (TransformerLens's hook_result stops before the post-norm, so its head parts do not sum).
 //
 //   pp::LogitLens lens = pp::logit_lens(model, batch);
 //   pp::Tensor logits = lens.logits(model, -1);            // [n_layers + 1, B, V] at the last position
@@ -62,9 +65,9 @@ struct ResidualPart {
   enum Kind {
     Embed,        // "embed": the token embeddings (scaled where the family scales them)
     PosEmbed,     // "pos_embed": learned positions (GPT-2, GPT-Neo)
-    Head,         // "aL.hH": one head's output (its z through its slice of W_O)
-    AttnBias,     // "aL.bias": the output projection's bias
-    Attention,    // "aL": a whole attention output (Gemma-2: its post-norm makes the heads no sum)
+    Head,         // "aL.hH": one head's output (its z through its slice of W_O; Gemma-2: then
+                  // through the post-attention norm, its scale frozen at the heads' sum's)
+    AttnBias,     // "aL.bias": the output projection's bias (and what float rounding leaves)
     Mlp,          // "mL"
     NormBias,     // "ln_final.bias": LayerNorm's bias, the same for every input
     UnembedBias,  // "b_U": the logits' own bias (a processed model's, Model::processed)
@@ -74,9 +77,8 @@ struct ResidualPart {
 };
 
 struct LogitAttribution {
-  // Embed, PosEmbed (learned positions only), per layer its heads and bias (or, Gemma-2, its whole
-  // attention) and its MLP (models with MLPs), then NormBias (LayerNorm only), UnembedBias (models
-  // with b_U only).
+  // Embed, PosEmbed (learned positions only), per layer its heads and bias and its MLP (models with
+  // MLPs), then NormBias (LayerNorm only), UnembedBias (models with b_U only).
   std::vector<ResidualPart> components;
   Tensor per_example;        // [C, B]: each component's share of each row's logit difference
   Tensor values;             // [C]: the mean over rows
@@ -84,7 +86,7 @@ struct LogitAttribution {
   int64_t position = -1;     // the position read, non-negative
 
   // The heads' shares as a (layer, head) grid with an "mlp" column where the model has MLPs:
-  // the same SweepResult activation patching returns (heatmaps, CSV, JSON). Gemma-2: InputError.
+  // the same SweepResult activation patching returns (heatmaps, CSV, JSON).
   SweepResult heads(const Model& model) const;
 };
 

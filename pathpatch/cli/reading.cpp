@@ -268,8 +268,6 @@ int cmd_lens(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, Experi
 // Direct logit attribution: each head's, MLP's and embedding's share of the logit difference.
 int cmd_dla(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, ExperimentSpec spec, int64_t position, int top,
             const Outputs& outputs) {
-  if (m.config().post_norms && (!outputs.heatmap.empty() || !outputs.out.empty() || !outputs.circuit.empty()))
-    throw pp::InputError("dla: this model's heads have no separate shares (Gemma-2's post-norm): no grid to write");
   const bool wrong = !spec.wrong.empty() || !spec.wrong_ids.empty() || !spec.prompts.empty();
   if (spec.answer.empty() && spec.answer_ids.empty() && spec.prompts.empty())
     throw pp::InputError("dla: give --answer (and --wrong for a logit difference), or --prompts with answers");
@@ -294,11 +292,9 @@ int cmd_dla(const pp::Model& m, const std::shared_ptr<pp::Cache>& cache, Experim
   std::printf("  %-14s %10s\n", "part", "share");
   for (size_t i = 0; i < std::min<size_t>(order.size(), static_cast<size_t>(std::max(top, 1))); ++i)
     std::printf("  %-14s %+10.4f\n", d.components[order[i]].name().c_str(), d.values.data()[order[i]]);
-  if (!m.config().post_norms) {
-    const pp::SweepResult grid = d.heads(m);
-    print_sweep(grid, 0.0f);
-    outputs.write(m, x.clean, grid, "", pp::viz::Baseline::None);
-  }
+  const pp::SweepResult grid = d.heads(m);
+  print_sweep(grid, 0.0f);
+  outputs.write(m, x.clean, grid, "", pp::viz::Baseline::None);
   print_warnings(x.warnings);
   return 0;
 }

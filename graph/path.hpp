@@ -66,20 +66,20 @@ enum class Role : uint8_t { Q, K, V };
 // A path name as a value: what it names, and where.
 struct PathName {
   enum Kind : uint8_t {
-    Emb,        // emb
-    Residual,   // aL, fL
-    Sublayer,   // aL.head, fL.head
-    Head,       // aL.headH
-    HeadInput,  // aL.headH.q|k|v
-    Position,   // aL.head.posP, fL.head.posP
+    Emb,                // emb
+    Residual,           // aL, fL
+    Sublayer,           // aL.head, fL.head
+    Head,               // aL.headH
+    HeadInput,          // aL.headH.q|k|v
+    Position,           // aL.head.posP, fL.head.posP
     HeadInputPosition,  // aL.headH.q|k|v.posP
-    Final,      // ln_final
-    FinalPosition,  // ln_final.posP
+    Final,              // ln_final
+    FinalPosition,      // ln_final.posP
   };
   Kind kind = Emb;
   Block block = Block::Attn;  // Residual, Sublayer, Position (Head, HeadInput: always Attn)
   Role role = Role::Q;        // HeadInput, HeadInputPosition
-  int layer = -1;             // all but Emb and Final
+  int layer = -1;             // all but Emb, Final and FinalPosition
   int head = -1;              // Head, HeadInput, HeadInputPosition
   int pos = -1;               // Position, HeadInputPosition, FinalPosition
 

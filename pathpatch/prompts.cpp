@@ -82,11 +82,56 @@ bool token(const Model& m, const Line& line, const char* text_key, const char* i
   return true;
 }
 
+// Whether a line passes every filter.
+bool kept(const json& j, const std::vector<PromptFilter>& only) {
+  for (const PromptFilter& f : only) {
+    if (!j.contains(f.key)) return false;
+    const json& v = j.at(f.key);
+    if (v.is_string() ? v.get<std::string>() != f.value : v.dump() != f.value) return false;
+  }
+  return true;
+}
+
+std::string filters_text(const std::vector<PromptFilter>& only) {
+  std::string s;
+  for (const PromptFilter& f : only) s.append(s.empty() ? "" : ", ").append(f.key).append("=").append(f.value);
+  return s;
+}
+
 }  // namespace
 
-PromptSet parse_prompts(std::string_view text, const std::string& where, const Model& model, size_t limit) {
+int64_t PromptSet::column(const std::string& name) const {
+  auto it = positions.find(name);
+  if (it == positions.end()) {
+    std::string names;
+    for (const auto& [n, rows] : positions) names.append(names.empty() ? "" : ", ").append(n);
+    throw InputError("position '" + name + "': the prompt file names " +
+                     (names.empty() ? std::string("no positions (fields pos_NAME)") : "the positions " + names));
+  }
+  std::map<int64_t, size_t> rows_at;  // column -> rows
+  for (int64_t c : it->second) ++rows_at[c];
+  if (rows_at.size() == 1) return rows_at.begin()->first;
+  std::string where;
+  for (const auto& [c, n] : rows_at)
+    where.append(where.empty() ? "" : ", ").append("column ").append(std::to_string(c)).append(" in ")
+        .append(std::to_string(n)).append(" rows");
+  throw InputError("position '" + name + "' is " + where +
+                   " of the padded batch; a position is one column for every row: keep prompts of one template "
+                   "(--where template=..., and order=... where names swap)");
+}
+
+PromptFilter PromptFilter::parse(const std::string& key_equals_value) {
+  const size_t eq = key_equals_value.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError("prompt filter '" + key_equals_value + "': expected FIELD=VALUE, e.g. template=heldout_0");
+  return {key_equals_value.substr(0, eq), key_equals_value.substr(eq + 1)};
+}
+
+PromptSet parse_prompts(std::string_view text, const std::string& where, const Model& model, size_t limit,
+                        const std::vector<PromptFilter>& only) {
   PromptSet set;
   std::vector<std::vector<int32_t>> clean, corrupt;
+  std::map<std::string, std::vector<int64_t>>& positions = set.positions;  // in each row's own count, until padded
   size_t number = 0, with_answer = 0, with_wrong = 0;
   size_t start = 0;
   while (start < text.size() && (limit == 0 || clean.size() < limit)) {
@@ -99,6 +144,7 @@ PromptSet parse_prompts(std::string_view text, const std::string& where, const M
     const std::string at = where + ":" + std::to_string(number);
     json j = json::parse(raw, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw FormatError(at + ": not a JSON object (one per line)");
+    if (!kept(j, only)) continue;
     Line line(j, at);
     std::string clean_text, corrupt_text;
     std::vector<int32_t> c = prompt(model, line, {"clean", "prompt"}, {"ids", "clean_ids"}, "clean prompt", &clean_text);
@@ -118,21 +164,39 @@ PromptSet parse_prompts(std::string_view text, const std::string& where, const M
     }
     if ((with_answer != 0 && with_answer != clean.size() + 1) || (with_wrong != 0 && with_wrong != clean.size() + 1))
       line.fail("answer and wrong must be on every line or on none (the first line that differs)");
+    for (const auto& [key, value] : j.items()) {
+      if (key.rfind("pos_", 0) != 0 || key.size() == 4) continue;
+      if (!value.is_number_integer() || value.get<int64_t>() < 0)
+        line.fail(key + " must be a position (an integer from 0), not " + value.dump());
+      const int64_t p = value.get<int64_t>();
+      if (p >= static_cast<int64_t>(c.size()))
+        line.fail(key + " " + std::to_string(p) + " is past the prompt's " + std::to_string(c.size()) + " tokens");
+      std::vector<int64_t>& named = positions[key.substr(4)];
+      if (named.size() != clean.size()) line.fail(key + " must be on every line or on none (the first line that differs)");
+      named.push_back(p);
+    }
+    for (const auto& [name, named] : positions)
+      if (named.size() != clean.size() + 1)
+        line.fail("pos_" + name + " must be on every line or on none (the first line that differs)");
     clean.push_back(std::move(c));
     corrupt.push_back(std::move(k));
     set.texts.push_back(clean_text);
     set.lines.push_back(number);
   }
+  if (clean.empty() && !only.empty()) throw FormatError(where + ": no line has " + filters_text(only));
   if (clean.empty()) throw FormatError(where + ": no prompts (one JSON object per line)");
   set.clean = Batch::from_rows(clean, model.pad_id());
   set.corrupted = Batch::from_rows(corrupt, model.pad_id());
+  for (auto& [name, named] : positions)
+    for (size_t r = 0; r < named.size(); ++r) named[r] += set.clean.seq - static_cast<int64_t>(clean[r].size());
   model.validate(set.clean, where + " (clean prompts)");
   model.validate(set.corrupted, where + " (corrupted prompts)");
   return set;
 }
 
-PromptSet read_prompts(const std::filesystem::path& file, const Model& model, size_t limit) {
-  return parse_prompts(files::read(file, kMaxPromptFileBytes, "prompt file"), file.string(), model, limit);
+PromptSet read_prompts(const std::filesystem::path& file, const Model& model, size_t limit,
+                       const std::vector<PromptFilter>& only) {
+  return parse_prompts(files::read(file, kMaxPromptFileBytes, "prompt file"), file.string(), model, limit, only);
 }
 
 }  // namespace pathpatch

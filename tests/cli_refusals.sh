@@ -178,6 +178,20 @@ expect 1 "receiver a1.head0.k position 20 is outside" paths --model "$zoo" "${sw
   "$cli" paths --model "$zoo" "${sweep[@]}" --receiver q:2.0@3 --out "$tmp/p3.csv" >/dev/null 2>&1 &&
   cmp -s "$tmp/end.csv" "$tmp/p14.csv" && ! cmp -s "$tmp/end.csv" "$tmp/p3.csv" ||
   { echo "FAIL: --receiver q:2.0@-1 is not position 14 of 15, or position 3 is the same" >&2; failures=$((failures + 1)); }
+# Prompt filters: one template and order puts IOI's IO in one column (2 of 15).
+expect 1 "--where applies to --prompts" paths --model "$zoo" "${sweep[@]}" --where template=heldout_0
+expect 1 "expected FIELD=VALUE" paths --model "$zoo" --prompts "$zoo/eval.jsonl" --where template
+expect 1 "no line has template=zzz" paths --model "$zoo" --prompts "$zoo/eval.jsonl" --where template=zzz
+"$cli" paths --model "$zoo" --prompts "$zoo/eval.jsonl" --where template=heldout_0 --where order=ABBA \
+  --receiver k:2.0@2 --out "$tmp/io.csv" >/dev/null 2>&1 &&
+  "$cli" paths --model "$zoo" --prompts "$zoo/eval.jsonl" --where template=heldout_0 --where order=ABBA \
+    --receiver k:2.0@io --out "$tmp/io-named.csv" >/dev/null 2>&1 && cmp -s "$tmp/io.csv" "$tmp/io-named.csv" ||
+  { echo "FAIL: --where template=heldout_0 --where order=ABBA: k:2.0@io is not k:2.0@2" >&2; failures=$((failures + 1)); }
+# Named positions: one column in every row, or refused; names the file gives; a file to name them.
+expect 1 "position 'io' is column" paths --model "$zoo" --prompts "$zoo/eval.jsonl" --limit 20 --receiver k:2.0@io
+expect 1 "the prompt file names the positions io, s1, s2" \
+  paths --model "$zoo" --prompts "$zoo/eval.jsonl" --receiver k:2.0@zz
+expect 1 "a named position needs --prompts" paths --model "$zoo" "${sweep[@]}" --receiver k:2.0@s2
 # A sender's positions: they meet the receiver's; outside the input; given twice.
 expect 1 "sender a0.head1 at positions 3 sends nothing to receiver a1.head0.q at positions 4" \
   paths --model "$zoo" "${sweep[@]}" --senders 0.1@3 --receiver-kind q@4

@@ -201,7 +201,7 @@ int cmd_attribute(const pp::Model& m, const Experiment& x, const pp::Sites& site
 
 // Rows [first, first + count) of an experiment: its inputs and the metric's tokens.
 Experiment rows_of(const Experiment& x, int64_t first, int64_t count) {
-  Experiment out{x.clean.rows(first, count), x.corrupted.rows(first, count), x.metric, {}};
+  Experiment out{x.clean.rows(first, count), x.corrupted.rows(first, count), x.metric, {}, x.prompts};
   auto slice = [&](std::vector<int32_t>& v) {
     if (!v.empty()) v = std::vector<int32_t>(v.begin() + first, v.begin() + first + count);
   };
@@ -316,8 +316,8 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   pp::SweepResult sweep;
   if (!senders_spec.empty()) {
     sweep = job.run([&] {
-      auto [kind_name, positions] = split_positions(kind, "--receiver-kind");
-      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec),
+      auto [kind_name, positions] = split_positions(kind, "--receiver-kind", x);
+      return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec, x),
                                  pp::Receiver::kind_named(kind_name), x.metric, o, positions);
     });
     sweep.title = "receivers (" + kind + ") of " + senders_spec;
@@ -325,10 +325,9 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
     sweep = job.run([&] {
       std::vector<pp::Receiver> receivers;
       for (const std::string& r : receiver_specs)
-        for (const pp::Receiver& one : parse_receivers(r, m)) receivers.push_back(one);
+        for (const pp::Receiver& one : parse_receivers(r, m, x)) receivers.push_back(one);
       if (receivers.empty()) receivers.push_back(pp::Receiver::logits());
-      const std::vector<int> at =
-          spec.sender_positions.empty() ? std::vector<int>{} : parse_ints(spec.sender_positions, "--sender-positions");
+      const std::vector<int> at = parse_positions(spec.sender_positions, "--sender-positions", x);
       return pp::sweep_senders(m, x.clean, x.corrupted, receivers, x.metric, o, spec.include_mlps, at);
     });
     sweep.title = std::string("senders") + (spec.sender_positions.empty() ? "" : "@" + spec.sender_positions) +
@@ -549,7 +548,8 @@ int main(int argc, char** argv) {
   paths->add_option("--receiver", paths_spec.receivers,
                     "logits (default), or q:L.H, k:L.H, v:L.H, input:L.H (one query head), or k:L.gG, v:L.gG, "
                     "input:L.gG (key/value group G: every query head sharing its keys and values); a head's input at "
-                    "some positions only: q:2.0@-1 (negative from the end), k:3.1@4,5; repeat for more");
+                    "some positions only: q:2.0@-1 (negative from the end), k:3.1@4,5, k:2.0@s2 (a position the "
+                    "prompt file names, its pos_s2 fields); repeat for more");
   paths->add_option("--senders", paths_spec.senders,
                     "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2; 0.1@-1 sends its output at the last "
                     "position only (0.1@-1,-2 at the last two)");

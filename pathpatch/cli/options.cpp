@@ -115,16 +115,30 @@ std::pair<int, int> layer_head(const std::string& s, const std::string& what) {
 
 }  // namespace
 
-std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what) {
+int Experiment::position(const std::string& token, const std::string& what) const {
+  const bool number = !token.empty() && token.find_first_not_of("-0123456789") == std::string::npos;
+  if (number) return parse_int(token, what);
+  if (!prompts) throw InputError(what + " '" + token + "': a named position needs --prompts with pos_" + token + " fields");
+  return static_cast<int>(prompts->column(token));
+}
+
+std::vector<int> parse_positions(const std::string& list, const std::string& what, const Experiment& x) {
+  std::vector<int> out;
+  for (const std::string& token : split_list(list)) out.push_back(x.position(token, what));
+  return out;
+}
+
+std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what,
+                                                         const Experiment& x) {
   const size_t at = spec.find('@');
   if (at == std::string::npos) return {spec, {}};
-  std::vector<int> positions = parse_ints(spec.substr(at + 1), what + " '" + spec + "' positions");
+  std::vector<int> positions = parse_positions(spec.substr(at + 1), what + " '" + spec + "' position", x);
   if (positions.empty()) throw InputError(what + " '" + spec + "': no positions after '@' (e.g. @-1 for the last)");
   return {spec.substr(0, at), positions};
 }
 
-std::vector<Receiver> parse_receivers(const std::string& full_spec, const Model& m) {
-  auto [spec, positions] = split_positions(full_spec, "--receiver");
+std::vector<Receiver> parse_receivers(const std::string& full_spec, const Model& m, const Experiment& x) {
+  auto [spec, positions] = split_positions(full_spec, "--receiver", x);
   if (spec == "logits") {
     if (!positions.empty())
       throw InputError("--receiver '" + full_spec + "': the logits take no positions; the metric chooses the "
@@ -157,16 +171,17 @@ std::vector<Receiver> parse_receivers(const std::string& full_spec, const Model&
   return out;
 }
 
-std::vector<Sender> parse_senders(const std::string& spec) {
+std::vector<Sender> parse_senders(const std::string& spec, const Experiment& x) {
   std::vector<Sender> out;
   for (const std::string& item : split_list(spec)) {
-    // A plain number after a sender with '@' is one more of its positions: 0.1@-1,-2,0.3.
-    const bool number = !item.empty() && item.find_first_not_of("-0123456789") == std::string::npos;
-    if (number && !out.empty() && !out.back().positions.empty()) {
-      out.back().positions.push_back(parse_int(item, "--senders '" + spec + "' position"));
+    // After a sender with '@', an item that names no sender (L.H, mlp:L) is one more of its
+    // positions: 0.1@-1,-2,0.3 or 0.1@s2,io.
+    const bool sender = item.find('.') != std::string::npos || item.rfind("mlp:", 0) == 0;
+    if (!sender && !out.empty() && !out.back().positions.empty()) {
+      out.back().positions.push_back(x.position(item, "--senders '" + spec + "' position"));
       continue;
     }
-    auto [s, positions] = split_positions(item, "--senders");
+    auto [s, positions] = split_positions(item, "--senders", x);
     if (s.rfind("mlp:", 0) == 0) {
       const int layer = parse_int(s.substr(4), "--senders mlp:L");
       if (layer < 0) throw InputError("--senders '" + s + "': layers count from 0");
@@ -200,17 +215,28 @@ namespace {
 const char* kPromptsHelp = "A JSONL prompt file: per line clean (or prompt), corrupt, answer, wrong, or their ids "
                            "forms ids, corrupt_ids, answer_id, wrong_id (the zoo's eval.jsonl files)";
 const char* kLimitHelp = "With --prompts: only the first N prompts";
+const char* kWhereHelp = "With --prompts: only the lines whose FIELD holds VALUE, e.g. template=heldout_0 (repeat: all "
+                         "must hold); a fixed position is then one token of every row";
+
+std::vector<PromptFilter> filters(const std::vector<std::string>& where, bool file) {
+  if (!where.empty() && !file) throw InputError("--where applies to --prompts");
+  std::vector<PromptFilter> out;
+  for (const std::string& w : where) out.push_back(PromptFilter::parse(w));
+  return out;
+}
 }  // namespace
 
 void Prompts::add_file_options(CLI::App* app) {
   app->add_option("--prompts", file, kPromptsHelp);
   app->add_option("--limit", limit, kLimitHelp);
+  app->add_option("--where", where, kWhereHelp);
 }
 
 Batch Prompts::batch(const Model& m, const std::string& what) const {
+  const std::vector<PromptFilter> only = filters(where, !file.empty());
   if (!file.empty()) {
     if (!texts.empty() || !ids.empty()) throw InputError(what + ": give " + flag + " or --prompts, not both");
-    return read_prompts(file, m, limit).clean;
+    return read_prompts(file, m, limit, only).clean;
   }
   if (texts.empty() && ids.empty()) throw InputError(what + ": give " + flag + " or its -ids form");
   if (!texts.empty() && !ids.empty()) throw InputError(what + ": give text or token ids, not both");
@@ -239,6 +265,7 @@ void ExperimentSpec::add_options(CLI::App* app, bool one_input) {
   app->add_option("--wrong-id", wrong_ids, "The distractor's id (instead of --wrong)");
   app->add_option("--prompts", prompts, kPromptsHelp);
   app->add_option("--limit", limit, kLimitHelp);
+  app->add_option("--where", where, kWhereHelp);
   app->add_option("--metric", metric, "logit-diff, normalized, prob, logprob, kl or ce")->capture_default_str();
   app->add_option("--metric-positions", metric_positions, "Positions scored, comma-separated, negative from the end")
       ->capture_default_str();
@@ -275,11 +302,14 @@ Experiment ExperimentSpec::build(const Model& m) const {
   Experiment x;
   std::vector<std::string> texts = clean.texts;            // the clean prompts, for answers given as text
   std::vector<int> answers = answer_ids, wrongs = wrong_ids;
+  const std::vector<PromptFilter> only = filters(where, !prompts.empty());
   if (!prompts.empty()) {
     if (!clean.texts.empty() || !clean.ids.empty() || !corrupt.texts.empty() || !corrupt.ids.empty())
       throw InputError(single_input ? "--prompts: the prompts come from the file; leave out --text and --ids"
                                     : "--prompts: the prompts come from the file; leave out --clean and --corrupt");
-    PromptSet set = read_prompts(prompts, m, limit);
+    auto file = std::make_shared<const PromptSet>(read_prompts(prompts, m, limit, only));
+    const PromptSet& set = *file;
+    x.prompts = file;
     x.clean = set.clean;
     x.corrupted = set.corrupted;
     texts = set.texts;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pathpatch/pathpatch.hpp"
+#include "pathpatch/prompts.hpp"
 #include "viz/heatmap.hpp"
 
 namespace pathpatch::cli {
@@ -21,6 +22,7 @@ struct Prompts {
   std::string flag;  // "--text" or "--clean", for messages
   std::string file;  // --prompts, where the command offers it
   size_t limit = 0;  // --limit: the first N lines of the file
+  std::vector<std::string> where;  // --where FIELD=VALUE: only the lines that hold it
   void add_options(CLI::App* app, const std::string& name, const std::string& what);
   void add_file_options(CLI::App* app);
   Batch batch(const Model& m, const std::string& what) const;  // left-padded; InputError if none given
@@ -31,6 +33,11 @@ struct Experiment {
   Batch clean, corrupted;
   Metric metric;
   std::vector<std::string> warnings;  // options given that the metric does not use, ...
+  std::shared_ptr<const PromptSet> prompts;  // with --prompts: its named positions
+
+  // A position given on the command line: an integer (negative from the end), or a name the prompt
+  // file gives (its pos_NAME fields), resolved to its one column (PromptSet::column).
+  int position(const std::string& token, const std::string& what) const;
 };
 
 // Prints each warning once, on stderr ("pathpatch: warning: ..."), in the order first given.
@@ -40,6 +47,7 @@ struct ExperimentSpec {
   Prompts clean, corrupt;
   std::string prompts;  // --prompts: a JSONL prompt file instead of the flags
   size_t limit = 0;     // --limit
+  std::vector<std::string> where;  // --where
   std::vector<std::string> answer, wrong;  // texts, one token each
   std::vector<int> answer_ids, wrong_ids;
   std::string metric = "logit-diff";
@@ -115,11 +123,14 @@ void parse_positions(const std::string& spec, Sites& sites);
 // logits | q:L.H | k:L.H | v:L.H | input:L.H (one query head) | k:L.gG | v:L.gG | input:L.gG (every
 // query head of key/value group G: under grouped-query attention, the group's shared keys/values);
 // a head's input may end in @P,P,... (its positions only; negative from the end): q:2.0@-1.
-std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m);
+// Positions are integers or names the prompt file gives (q:2.0@s2; Experiment::position).
+std::vector<Receiver> parse_receivers(const std::string& spec, const Model& m, const Experiment& x);
 // "SPEC@P,P,..." -> (SPEC, positions); no '@': (spec, {}).
-std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what);
+std::pair<std::string, std::vector<int>> split_positions(const std::string& spec, const std::string& what,
+                                                         const Experiment& x);
+std::vector<int> parse_positions(const std::string& list, const std::string& what, const Experiment& x);
 // L.H,L.H or mlp:L, each with @P,P,... for its output at those positions only: 0.1@-1,mlp:0.
-std::vector<Sender> parse_senders(const std::string& spec);
+std::vector<Sender> parse_senders(const std::string& spec, const Experiment& x);
 
 const Tokenizer& require_tokenizer(const Model& m);
 std::string default_model_dir();  // the zoo's smallest model

@@ -1,4 +1,6 @@
 // Models, their tokenizers, and batches of token ids.
+#include <map>
+
 #include "convert.hpp"
 
 #include "pathpatch/analysis.hpp"
@@ -277,21 +279,30 @@ void bind_model(py::module_& m) {
       .def_readonly("wrong", &PromptSet::wrong, "The distractor token per row (empty if the file gives none).")
       .def_readonly("texts", &PromptSet::texts, "The clean prompts as text ('' where a line gives ids only).")
       .def_readonly("lines", &PromptSet::lines, "Each row's line in the file.")
+      .def_readonly("positions", &PromptSet::positions,
+                    "Named positions (the file's pos_NAME fields): per row, its column of the padded batch.")
+      .def("column", &PromptSet::column, py::arg("name"),
+           "The one column a named position is in every row (InputError if rows differ: use where=).")
       .def("__len__", [](const PromptSet& p) { return p.clean.size; })
       .def("__repr__", [](const PromptSet& p) {
         return "<pathpatch.PromptSet of " + std::to_string(p.clean.size) + " prompts, " + std::to_string(p.clean.seq) +
                " positions>";
       });
   m.def("read_prompts",
-        [](const Model& model, const py::handle& path, size_t limit) {
+        [](const Model& model, const py::handle& path, size_t limit, const std::map<std::string, std::string>& where) {
           const std::string file = py::str(path);
+          std::vector<PromptFilter> only;
+          for (const auto& [key, value] : where) only.push_back({key, value});
           py::gil_scoped_release nogil;
-          return read_prompts(file, model, limit);
+          return read_prompts(file, model, limit, only);
         },
         py::arg("model"), py::arg("path"), py::arg("limit") = 0,
+        py::arg("where") = std::map<std::string, std::string>{},
         R"(Reads a JSONL prompt file (the zoo's eval.jsonl format; pathpatch/prompts.hpp): per line clean
     (or prompt), corrupt, answer, wrong, or their ids forms ids, corrupt_ids, answer_id, wrong_id.
-    Rows of different lengths are left-padded into one batch; limit > 0 reads the first lines only.
+    Rows of different lengths are left-padded into one batch; limit > 0 reads the first lines only;
+    where={"template": "heldout_0"} keeps the lines whose fields hold those values (strings, or
+    numbers written as text), so that a fixed position is one token of every row.
 
     >>> p = pathpatch.read_prompts(model, "models/zoo/ioi-llama/eval.jsonl", limit=64)
     >>> s = pathpatch.sweep_senders(model, p.clean, p.corrupted, pathpatch.Metric.logit_diff(p.answer, p.wrong))

@@ -501,6 +501,14 @@ def test_prompt_files_and_per_example_values(ioi, tmp_path):
     bad.write_text('{"ids": [1, 2], "corrupt_ids": [1, 2, 3]}\n')
     with pytest.raises(pp.FormatError, match="bad.jsonl:1: the clean prompt has 2 tokens"):
         pp.read_prompts(ioi, bad)
+    # One template and order: every row 15 tokens, so a position is one token of every row.
+    one = pp.read_prompts(ioi, ZOO / "ioi-llama" / "eval.jsonl", where={"template": "heldout_0", "order": "ABBA"})
+    assert len(one) == 42 and one.clean.mask.all()
+    assert one.column("s2") == 10 and one.positions["io"] == [2] * 42
+    with pytest.raises(pp.InputError, match="position 'io' is column"):
+        prompts.column("io")
+    with pytest.raises(pp.FormatError, match="no line has template=zzz"):
+        pp.read_prompts(ioi, ZOO / "ioi-llama" / "eval.jsonl", where={"template": "zzz"})
 
 
 def test_no_ops_warn(ioi, ioi_prompts):

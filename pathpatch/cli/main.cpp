@@ -303,7 +303,6 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
               const Outputs& outputs) {
   const std::vector<std::string>& receiver_specs = spec.receivers;
   const std::string& senders_spec = spec.senders;
-  const std::string& kind = spec.receiver_kind;
   if (!senders_spec.empty() && !spec.sender_positions.empty())
     throw pp::InputError("--sender-positions: with --senders, give each sender its positions (--senders 0.1@-1)");
   pp::PathPatchingOptions o;
@@ -316,11 +315,11 @@ int cmd_paths(Job& job, pp::UnitLog* log, const pp::Model& m, const Experiment& 
   pp::SweepResult sweep;
   if (!senders_spec.empty()) {
     sweep = job.run([&] {
-      auto [kind_name, positions] = split_positions(kind, "--receiver-kind", x);
+      auto [kind, positions] = split_positions(spec.receiver_kind, "--receiver-kind", x);
       return pp::sweep_receivers(m, x.clean, x.corrupted, parse_senders(senders_spec, x),
-                                 pp::Receiver::kind_named(kind_name), x.metric, o, positions);
+                                 pp::Receiver::kind_named(kind), x.metric, o, positions);
     });
-    sweep.title = "receivers (" + kind + ") of " + senders_spec;
+    sweep.title = "receivers (" + spec.receiver_kind + ") of " + senders_spec;
   } else {
     sweep = job.run([&] {
       std::vector<pp::Receiver> receivers;
@@ -552,13 +551,13 @@ int main(int argc, char** argv) {
                     "prompt file names, its pos_s2 fields); repeat for more");
   paths->add_option("--senders", paths_spec.senders,
                     "Sweep receivers instead: these senders, e.g. 0.1,0.3 or mlp:2; 0.1@-1 sends its output at the last "
-                    "position only (0.1@-1,-2 at the last two)");
+                    "position only (0.1@-1,-2 at the last two; 0.2@s2 at a position the prompt file names)");
   paths->add_option("--receiver-kind", paths_spec.receiver_kind,
-                    "With --senders: q, k, v or input; q@-1 at the last position only")
+                    "With --senders: q, k, v or input; q@-1 (or q@s2) at that position only")
       ->capture_default_str();
   paths->add_option("--sender-positions", paths_spec.sender_positions,
-                    "Every sender sends its output at these positions only (comma-separated, negative from the end), "
-                    "e.g. -1");
+                    "Every sender sends its output at these positions only (comma-separated, negative from the end, or "
+                    "names the prompt file gives), e.g. -1 or s2");
   paths->add_flag("--mlps-on-path", paths_spec.mlps_on_path,
                   "Recompute MLPs between sender and receiver as part of the path");
   paths->add_flag("--include-mlps", paths_spec.include_mlps, "Also sweep each layer's MLP as a sender");

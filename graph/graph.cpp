@@ -94,6 +94,10 @@ std::vector<ActId> Graph::activations_of(NodeId node, StepKind stage) const {
 }
 
 PathAlphabet::PathAlphabet(const Graph& g, int64_t seq) : graph_(&g), seq_(seq), heads_(g.n_heads()) {
+  // Sized once: a sweep builds an alphabet per experiment, and growing this vector step by step
+  // was most of that cost at long sequences.
+  const int64_t sublayers = g.n_layers() * (g.has_mlp() ? 2 : 1);
+  entries_.reserve(static_cast<size_t>(g.nodes().size() + (sublayers + 1) * seq + int64_t{g.n_layers()} * heads_ * 4));
   for (const Node& n : g.nodes()) entries_.push_back(n.entry);
   head_base_.assign(g.n_layers(), -1);
   pos_base_.assign(g.nodes().size(), -1);

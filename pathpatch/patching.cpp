@@ -334,8 +334,8 @@ void check_ends(const Model& m, const std::vector<Sender>& senders, const std::v
                 const Batch& clean, const Batch& corrupted) {
   for (const Sender& s : senders) {
     sender_pattern(m, s);
-    check_not_padding(resolve_rows(s.positions, clean.seq, "sender " + sender_name(s).str()),
-                      "sender " + sender_name(s).str(), clean, corrupted);
+    const std::string what = "sender " + sender_name(s).str();
+    check_not_padding(resolve_rows(s.positions, clean.seq, what), what, clean, corrupted);
   }
   for (const Receiver& r : receivers) {
     const std::vector<int> rows = receiver_rows(r, clean.seq);

@@ -465,18 +465,30 @@ struct CompiledRules::Impl {
   // head and input (q, k, v) after their names, and per position of one head's input where the
   // rules tell those apart; for an MLP, at u itself.
   struct SubPlan {
-    bool positions = false;
-    std::vector<int> pos;                                   // [T]
+    std::vector<int> pos;                                   // [T], empty where positions do not split
     std::vector<std::array<int, 3>> head;                   // [H][q, k, v]
     std::vector<std::array<std::vector<int>, 3>> head_pos;  // [H][q, k, v][T], empty where not split
     int u = 0;
     bool heads_split(int s) const;  // whether some head's input continues elsewhere than s
   };
   SubPlan plan(NodeId sub, int u) const;
-  // The states after each position of one head's input from state r; empty if all are alike.
+  // The states after each position's name symbol(P) from state s; empty if all are alike (the
+  // rules do not tell those positions apart, and paths name none of them).
+  template <class Symbol>
+  std::vector<int> distinct_rows(int s, Symbol symbol) const {
+    std::vector<int> states;
+    bool differ = false;
+    for (int64_t P = 0; P < alphabet.seq(); ++P) {
+      states.push_back(step(s, symbol(P)));
+      differ |= states.back() != states[0];
+    }
+    return differ ? states : std::vector<int>{};
+  }
+  // distinct_rows of one head's input from state r (skipped where no rule names its positions).
   std::vector<int> input_positions(int layer, int head, Role role, int r) const;
-  // The states after each position of ln_final's input from state t; empty if all are alike.
-  std::vector<int> final_positions(int t) const;
+  std::vector<int> final_positions(int t) const {  // ... of ln_final's input from state t
+    return distinct_rows(t, [&](int64_t P) { return alphabet.final_position(P); });
+  }
   // Fills delta, out and start from a DFA over the classes, merging equivalent states.
   void minimise(const std::vector<std::vector<int>>& dfa_delta, const std::vector<int>& dfa_out, int first);
   // The lambda form: whether a nano-style walk must split here to see the same states.
@@ -487,10 +499,7 @@ CompiledRules::Impl::SubPlan CompiledRules::Impl::plan(NodeId id, int u) const {
   const Node& sub = graph->node(id);
   SubPlan p;
   p.u = u;
-  for (int64_t P = 0; P < alphabet.seq(); ++P) {
-    p.pos.push_back(step(u, alphabet.position(id, P)));
-    p.positions |= p.pos.back() != p.pos[0];
-  }
+  p.pos = distinct_rows(u, [&](int64_t P) { return alphabet.position(id, P); });
   if (sub.name().block != Block::Attn) return p;
   bool heads_differ = false;
   const int L = sub.layer();
@@ -505,7 +514,7 @@ CompiledRules::Impl::SubPlan CompiledRules::Impl::plan(NodeId id, int u) const {
       heads_differ |= p.head.back()[r] != p.head[0][0] || !p.head_pos.back()[r].empty();
     }
   }
-  if (heads_differ && p.positions)
+  if (heads_differ && !p.pos.empty())
     throw RuleError("the rules tell apart both the heads and the positions of " + sub.text() +
                     "; a sub-layer splits by one or the other");
   return p;
@@ -513,23 +522,7 @@ CompiledRules::Impl::SubPlan CompiledRules::Impl::plan(NodeId id, int u) const {
 
 std::vector<int> CompiledRules::Impl::input_positions(int layer, int head, Role role, int r) const {
   if (!named_inputs[(int64_t{layer} * graph->n_heads() + head) * 3 + static_cast<int>(role)]) return {};
-  std::vector<int> states;
-  bool differ = false;
-  for (int64_t P = 0; P < alphabet.seq(); ++P) {
-    states.push_back(step(r, alphabet.head_input_position(layer, head, role, P)));
-    differ |= states.back() != states[0];
-  }
-  return differ ? states : std::vector<int>{};
-}
-
-std::vector<int> CompiledRules::Impl::final_positions(int t) const {
-  std::vector<int> states;
-  bool differ = false;
-  for (int64_t P = 0; P < alphabet.seq(); ++P) {
-    states.push_back(step(t, alphabet.final_position(P)));
-    differ |= states.back() != states[0];
-  }
-  return differ ? states : std::vector<int>{};
+  return distinct_rows(r, [&](int64_t P) { return alphabet.head_input_position(layer, head, role, P); });
 }
 
 bool CompiledRules::Impl::SubPlan::heads_split(int s) const {
@@ -545,7 +538,7 @@ bool CompiledRules::Impl::residual_splits(NodeId residual, int s) const {
   int t = step_node(s, residual);
   SubPlan p = plan(sub, step_node(t, sub));
   if (t != s) return true;
-  if (p.positions) return true;
+  if (!p.pos.empty()) return true;
   if (graph->node(sub).name().block != Block::Attn) return p.u != s;
   return p.heads_split(s);
 }
@@ -745,7 +738,7 @@ BranchFn CompiledRules::branch() const {
     int s = run_word(*this, p, p.size());
     if (last.kind == PathName::Sublayer) {
       Impl::SubPlan plan = m.plan(node, s);
-      if (plan.positions) return Split::Positions;
+      if (!plan.pos.empty()) return Split::Positions;
       return plan.heads_split(s) ? Split::Edges : Split::None;
     }
     if (last.kind == PathName::Final) return m.final_positions(s).empty() ? Split::None : Split::Positions;
@@ -807,7 +800,7 @@ class RuleTracer {
     const Node& sub = g_.node(id);
     const NodeId input = sub.inputs[0];
     CompiledRules::Impl::SubPlan plan = m_.plan(id, u);
-    if (plan.positions) return t_.sublayer_on(id, input_of(id, u, plan.pos));
+    if (!plan.pos.empty()) return t_.sublayer_on(id, input_of(id, u, plan.pos));
     if (sub.name().block != Block::Attn) return t_.mlp(sub.layer(), value(input, u));
     std::vector<ExprId> qkv;
     for (size_t H = 0; H < plan.head.size(); ++H)
